@@ -1,0 +1,207 @@
+"""Every error backend_kit raises on purpose.
+
+One base class, so ``except BackendKitError`` catches everything the library
+raises by design; driver errors are chained (``raise ... from exc``) so the
+cause stays visible to a debugger but messages stay free of internals.
+
+The tree::
+
+    BackendKitError
+    ├── MissingDependencyError (also ImportError)    an extra is not installed
+    ├── ConfigurationError (also ValueError)         bad or missing settings
+    ├── CacheError                                   cache backend trouble
+    │   └── CacheBackendError                        (normally absorbed: the cache fails open)
+    ├── SecurityError
+    │   └── TokenError                               any token that is not accepted
+    │       ├── ExpiredTokenError
+    │       ├── InvalidTokenError
+    │       └── RevokedTokenError
+    ├── DatabaseError
+    │   └── PoolExhaustedError (also TimeoutError)   no connection within pool_timeout
+    ├── UserError
+    │   ├── DuplicateEmailError
+    │   ├── UserNotFoundError (also LookupError)
+    │   └── UserValidationError (also ValueError)
+    ├── EventBusError
+    │   ├── NotConnectedError                        used before connect() / after close()
+    │   └── PublishError                             the broker did not take the event
+    │       ├── PublishTimeoutError (also TimeoutError)
+    │       ├── PublishNackedError
+    │       └── UnroutableEventError                 no queue is bound for the routing key
+    ├── DiscoveryError
+    │   └── RegistryUnavailableError                 the registry (Consul agent) cannot be reached
+    └── ResilienceError
+        ├── CircuitOpenError                         the breaker refuses calls for now
+        └── RateLimitExceededError                   a rate limit refused the call
+
+Messages are written to be safe to show: they never carry a secret, a bound SQL
+parameter, a token or a stack trace.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendKitError",
+    "CacheBackendError",
+    "CacheError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "DatabaseError",
+    "DiscoveryError",
+    "DuplicateEmailError",
+    "EventBusError",
+    "ExpiredTokenError",
+    "InvalidTokenError",
+    "MissingDependencyError",
+    "NotConnectedError",
+    "PoolExhaustedError",
+    "PublishError",
+    "PublishNackedError",
+    "PublishTimeoutError",
+    "RateLimitExceededError",
+    "RegistryUnavailableError",
+    "ResilienceError",
+    "RevokedTokenError",
+    "SecurityError",
+    "TokenError",
+    "UnroutableEventError",
+    "UserError",
+    "UserNotFoundError",
+    "UserValidationError",
+]
+
+
+class BackendKitError(Exception):
+    """Base class of every error backend_kit raises on purpose."""
+
+
+class MissingDependencyError(BackendKitError, ImportError):
+    """An optional dependency (an *extra*) is not installed.
+
+    The message names the exact command that fixes it, for example
+    ``pip install 'backend-kit[redis]'``.
+    """
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package!r} is not installed; it comes with the {extra!r} extra: "
+            f"pip install 'backend-kit[{extra}]'",
+            name=package,
+        )
+
+
+class ConfigurationError(BackendKitError, ValueError):
+    """A setting is missing or invalid (constructor argument or environment variable)."""
+
+
+# --------------------------------------------------------------------- cache
+class CacheError(BackendKitError):
+    """Base class of cache errors."""
+
+
+class CacheBackendError(CacheError):
+    """The cache backend failed (unreachable, timed out, pool exhausted).
+
+    ``CacheManager`` absorbs it and runs the wrapped function instead (fail
+    open); backends raise it so that policy lives in one place.
+    """
+
+
+# ------------------------------------------------------------------ security
+class SecurityError(BackendKitError):
+    """Base class of password and token errors."""
+
+
+class TokenError(SecurityError):
+    """A token was not accepted. The message is safe to show to a client."""
+
+
+class ExpiredTokenError(TokenError):
+    """The token's ``exp`` is in the past (beyond the configured leeway)."""
+
+
+class InvalidTokenError(TokenError):
+    """The token is malformed, forged, of the wrong type or fails a claim check."""
+
+
+class RevokedTokenError(TokenError):
+    """The token's ``jti`` has been revoked."""
+
+
+# ------------------------------------------------------------------------ db
+class DatabaseError(BackendKitError):
+    """Base class of database errors raised by backend_kit itself."""
+
+
+class PoolExhaustedError(DatabaseError, TimeoutError):
+    """No pooled connection became free within ``pool_timeout``."""
+
+
+# --------------------------------------------------------------------- users
+class UserError(BackendKitError):
+    """Base class of user-storage errors."""
+
+
+class DuplicateEmailError(UserError):
+    """A user with that email (compared case-insensitively) already exists."""
+
+
+class UserNotFoundError(UserError, LookupError):
+    """No user has that id or email."""
+
+
+class UserValidationError(UserError, ValueError):
+    """Input broke a rule. Names the field; never echoes a password."""
+
+
+# -------------------------------------------------------------------- events
+class EventBusError(BackendKitError):
+    """Base class of event-bus errors."""
+
+
+class NotConnectedError(EventBusError):
+    """The bus was used before ``connect()`` or after ``close()``."""
+
+
+class PublishError(EventBusError):
+    """The broker did not confirm the event; it may not have been stored."""
+
+
+class PublishTimeoutError(PublishError, TimeoutError):
+    """No confirm arrived within the publish timeout (broker down or overloaded)."""
+
+
+class PublishNackedError(PublishError):
+    """The broker refused the event (negative acknowledgement)."""
+
+
+class UnroutableEventError(PublishError):
+    """The broker returned the event: no queue is bound for its routing key."""
+
+
+# ----------------------------------------------------------------- discovery
+class DiscoveryError(BackendKitError):
+    """Base class of service-discovery errors."""
+
+
+class RegistryUnavailableError(DiscoveryError):
+    """The registry cannot be reached and no cached answer is fresh enough."""
+
+
+# ---------------------------------------------------------------- resilience
+class ResilienceError(BackendKitError):
+    """Base class of circuit-breaker and rate-limit errors."""
+
+
+class CircuitOpenError(ResilienceError):
+    """The circuit breaker is open and refuses calls until it half-opens."""
+
+
+class RateLimitExceededError(ResilienceError):
+    """A rate limit refused the call; ``retry_after`` says when to try again."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
