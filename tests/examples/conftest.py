@@ -22,6 +22,7 @@ from examples.rest_api import create_app
 from examples.rest_api.app import AppState
 from examples.worker.handlers import USER_CREATED, WELCOME_EMAIL_GROUP
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 #: 48 bytes: above the 32-byte minimum SecurityManager enforces for HS256.
 JWT_SECRET = "test-secret-for-the-examples-0123456789abcdefghijkl"
@@ -138,7 +139,7 @@ async def settings(request: pytest.FixtureRequest, unique_name: str) -> AsyncIte
 
 
 @asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """Run ``app``'s lifespan and give an httpx client that calls it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
