@@ -75,6 +75,14 @@ class InMemoryServiceRegistry(BaseServiceRegistry):
         """Register ``service_id``; registering a known id replaces it (and its check)."""
         normal_tags, normal_meta = validate_registration(name, service_id, port, tags, meta)
         status: CheckStatus = "critical" if isinstance(check, TtlCheck) else "passing"
+        deadline: float | None = None
+        previous = self._entries.get(service_id)
+        if previous is not None and check is not None and type(previous.check) is type(check):
+            # Like the Consul agent, re-registration keeps the check's state.
+            status = self._status(previous, self._clock())
+            deadline = previous.ttl_deadline
+            if isinstance(check, TtlCheck) and deadline is not None:
+                deadline = self._clock() + check.ttl_seconds
         self._entries[service_id] = _Entry(
             name=name,
             address=address or None,
@@ -83,6 +91,7 @@ class InMemoryServiceRegistry(BaseServiceRegistry):
             meta=normal_meta,
             check=check,
             status=status,
+            ttl_deadline=deadline,
         )
         self._notify()
 

@@ -333,8 +333,10 @@ class ConsulServiceRegistry(BaseServiceRegistry):
             # aiohttp sessions belong to one event loop; a registry reused from
             # another loop (test suites, asyncio.run twice) gets a new one.
             with warnings.catch_warnings():
-                # py-consul 1.8 still passes aiohttp's deprecated verify_ssl=.
-                warnings.filterwarnings("ignore", "verify_ssl is deprecated", DeprecationWarning)
+                # py-consul 1.8 still passes aiohttp's deprecated verify_ssl= and ssl_context=.
+                warnings.filterwarnings(
+                    "ignore", "(verify_ssl|ssl_context) is deprecated", DeprecationWarning
+                )
                 client = consul.aio.Consul(
                     host=self._host,
                     port=self._port,
