@@ -57,17 +57,20 @@ class StaleWhileUnavailableCache(Generic[K, V]):
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value for ``key`` if fresh, else ``await load()`` (see the class doc)."""
-        stored = self._stored.get(key)
-        if stored is not None and stored.fresh and self._clock() - stored.stored_at < self.ttl:
-            return stored.value
-        while (pending := self._inflight.get(key)) is not None:
+        while True:
+            stored = self._stored.get(key)
+            if stored is not None and stored.fresh and self._clock() - stored.stored_at < self.ttl:
+                return stored.value
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
             try:
                 # shield: this caller being cancelled must not cancel the shared load.
                 return await asyncio.shield(pending)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if pending.cancelled() and task is not None and not task.cancelling():
-                    continue  # the loading caller was cancelled, not this one: load again
+                    continue  # the loading caller was cancelled, not this one: look again
                 raise
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future

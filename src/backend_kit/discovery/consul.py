@@ -16,6 +16,7 @@ from __future__ import annotations
 from backend_kit._optional import import_optional
 
 import_optional("consul", extra="consul")
+import_optional("aiohttp", extra="consul")  # py-consul's asyncio client needs it
 
 import asyncio  # noqa: E402 - after the extra check, so a missing extra names its install line
 import os  # noqa: E402
