@@ -57,7 +57,9 @@ def test_service_instance_is_frozen_hashable_and_formats_its_endpoint() -> None:
         instance.port = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         instance.meta["k"] = "changed"  # type: ignore[index]
-    assert len({instance, ServiceInstance("api-1", "api", "10.0.0.1", 8080, ("a",), {"k": "v"})}) == 1
+    assert (
+        len({instance, ServiceInstance("api-1", "api", "10.0.0.1", 8080, ("a",), {"k": "v"})}) == 1
+    )
     assert ServiceInstance("i", "n", "::1", 80).endpoint == "[::1]:80"
 
 

@@ -278,7 +278,9 @@ class ConsulServiceRegistry(BaseServiceRegistry):
                 return result
 
             try:
-                raw_index, entries = await self._call(f"watch {name!r}", call, limit_seconds=timeout)
+                raw_index, entries = await self._call(
+                    f"watch {name!r}", call, limit_seconds=timeout
+                )
             except RegistryUnavailableError as exc:
                 logger.warning("watch of %r: %s; retrying in %.1f s", name, exc, backoff)
                 await asyncio.sleep(backoff)

@@ -9,15 +9,25 @@ case is not generated at all, so nothing is skipped to look green.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypedDict
 
 import pytest
 
 from backend_kit.discovery import BaseServiceRegistry, InMemoryServiceRegistry
 from tests.fakes.consul_agent import FakeConsulAgent
 
+
+class FastOptions(TypedDict, total=False):
+    cache_ttl: float
+    request_timeout: float
+    watch_wait: float
+    watch_min_interval: float
+    watch_max_backoff: float
+
+
 # Short timings keep the suite fast: watches wake up within a second.
-FAST = {
+FAST: FastOptions = {
     "cache_ttl": 0.0,
     "request_timeout": 2.0,
     "watch_wait": 1.0,
@@ -53,3 +63,14 @@ async def registry(request: pytest.FixtureRequest) -> AsyncIterator[BaseServiceR
         return
     async with FakeConsulAgent() as agent, ConsulServiceRegistry(agent.address, **FAST) as fake:
         yield fake
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Poll ``predicate`` every 20 ms until it holds; fail after ``within`` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -20,7 +20,7 @@ from backend_kit.discovery import HttpCheck, ServiceInstance, TtlCheck
 from backend_kit.discovery.consul import ConsulServiceRegistry
 from backend_kit.errors import ConfigurationError, DiscoveryError, RegistryUnavailableError
 from tests.fakes.consul_agent import FakeConsulAgent
-from tests.integration.discovery.conftest import FAST
+from tests.integration.discovery.conftest import FAST, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.timeout(30)
 async def consul_registry(fake_agent: FakeConsulAgent) -> AsyncIterator[ConsulServiceRegistry]:
     async with ConsulServiceRegistry(fake_agent.address, **FAST) as registry:
         yield registry
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # ------------------------------------------------------------------ discovery
@@ -110,7 +103,9 @@ async def test_http_check_follows_the_probed_endpoint(
 
 async def test_malformed_answer_is_a_discovery_error() -> None:
     async def broken(_: web.Request) -> web.Response:
-        return web.json_response([{"Node": {}, "Service": {"no": "id"}}], headers={"X-Consul-Index": "5"})
+        return web.json_response(
+            [{"Node": {}, "Service": {"no": "id"}}], headers={"X-Consul-Index": "5"}
+        )
 
     app = web.Application()
     app.router.add_get("/v1/health/service/{name}", broken)
@@ -316,7 +311,7 @@ async def _collect(
     registry: ConsulServiceRegistry, name: str, into: list[list[ServiceInstance]]
 ) -> None:
     async for instances in registry.watch(name):
-        into.append(instances)
+        into.append(instances)  # noqa: PERF401 - the watch never ends; read while it runs
 
 
 async def test_watch_blocks_with_index_and_wait_and_ignores_same_index_answers(

@@ -17,6 +17,7 @@ from backend_kit.discovery import (
     TtlCheck,
 )
 from backend_kit.errors import ConfigurationError
+from tests.integration.discovery.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,13 +30,6 @@ async def cleanup(registry: BaseServiceRegistry, *ids: str) -> AsyncIterator[Non
     finally:
         for service_id in ids:
             await registry.deregister_service(service_id)
-
-
-async def eventually(predicate_coro, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate_coro():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def test_every_backend_is_a_service_registry(registry: BaseServiceRegistry) -> None:
@@ -139,9 +133,7 @@ async def test_tag_filter(registry: BaseServiceRegistry, unique_name: str) -> No
     ids = [f"{unique_name}-blue", f"{unique_name}-green"]
     async with cleanup(registry, *ids):
         await registry.register_service(unique_name, ids[0], 1, address="10.0.0.1", tags=("blue",))
-        await registry.register_service(
-            unique_name, ids[1], 2, address="10.0.0.2", tags=("green",)
-        )
+        await registry.register_service(unique_name, ids[1], 2, address="10.0.0.2", tags=("green",))
         assert await registry.discover_service(unique_name, tag="green") == ["10.0.0.2:2"]
         assert len(await registry.discover_service(unique_name)) == 2
 
@@ -180,7 +172,7 @@ async def test_watch_sees_a_registration_and_a_deregistration(
         watcher = asyncio.create_task(consume())
         await asyncio.wait_for(registered.wait(), 5)
         await registry.register_service(unique_name, service_id, 8000, address="10.0.0.7")
-        await eventually(lambda: _length_at_least(seen, 2))
+        await wait_until(lambda: _length_at_least(seen, 2))
         await registry.deregister_service(service_id)
         await asyncio.wait_for(watcher, 5)
     assert seen == [[], ["10.0.0.7:8000"], []]
@@ -237,10 +229,16 @@ async def test_registered_deregisters_even_when_the_body_raises(
     registry: BaseServiceRegistry, unique_name: str
 ) -> None:
     service_id = f"{unique_name}-1"
-    with pytest.raises(RuntimeError, match="boom"):
+    seen_inside: list[str] = []
+
+    async def failing_body() -> None:
         async with registry.registered(unique_name, service_id, 8000, address="10.0.0.4"):
-            assert await registry.discover_service(unique_name) == ["10.0.0.4:8000"]
+            seen_inside.extend(await registry.discover_service(unique_name))
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await failing_body()
+    assert seen_inside == ["10.0.0.4:8000"]
     assert await registry.discover_service(unique_name) == []
     assert await registry.deregister_service(service_id) is False
 
@@ -279,3 +277,23 @@ async def test_http_check_definitions_are_accepted(
         )
         # Whether it is passing depends on the probe; the registration itself must stand.
         assert await registry.deregister_service(service_id) is True
+
+
+async def test_registered_deregisters_when_the_task_is_cancelled(
+    registry: BaseServiceRegistry, unique_name: str
+) -> None:
+    service_id = f"{unique_name}-1"
+    inside = asyncio.Event()
+
+    async def serve() -> None:
+        async with registry.registered(unique_name, service_id, 8000, address="10.0.0.4"):
+            inside.set()
+            await asyncio.sleep(60)
+
+    server = asyncio.create_task(serve())
+    await asyncio.wait_for(inside.wait(), 5)
+    assert await registry.discover_service(unique_name) == ["10.0.0.4:8000"]
+    server.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await server
+    assert await registry.discover_service(unique_name) == []
