@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import consul.aio  # noqa: E402
+import consul.aio
+from tests.fakes.consul_agent import FakeConsulAgent
 
-from backend_kit.discovery import InMemoryServiceRegistry  # noqa: E402
-from backend_kit.discovery.consul import ConsulServiceRegistry  # noqa: E402
-from tests.fakes.consul_agent import FakeConsulAgent  # noqa: E402
+from backend_kit.discovery import InMemoryServiceRegistry
+from backend_kit.discovery.consul import ConsulServiceRegistry
 
 ROUNDS = 15
 CALLS = 200
