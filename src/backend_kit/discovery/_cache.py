@@ -91,29 +91,49 @@ class StaleWhileUnavailableCache(Generic[K, V]):
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         try:
             value = await load()
-        except RegistryUnavailableError:
-            stored = self._stored.get(key)
-            if stored is None:
-                raise
-            age = self._clock() - stored.stored_at
-            if age > self.max_stale:
-                logger.error(
-                    "registry unavailable and the cached answer for %r is %.1f s old "
-                    "(bound %.1f s): not serving it",
-                    key,
-                    age,
-                    self.max_stale,
-                )
-                raise
-            logger.warning(
-                "registry unavailable: serving the cached answer for %r, %.1f s old (bound %.1f s)",
+        except RegistryUnavailableError as exc:
+            return self._stale_or_raise(key, exc)
+        self.put(key, value)
+        return value
+
+    def get_blocking(self, key: K, load: Callable[[], V]) -> V:
+        """:meth:`get` for blocking code: same freshness and staleness rules.
+
+        Concurrent callers in different threads may each call ``load``; the
+        last answer stored wins.
+        """
+        stored = self._stored.get(key)
+        if stored is not None and stored.fresh and self._clock() - stored.stored_at < self.ttl:
+            return stored.value
+        try:
+            value = load()
+        except RegistryUnavailableError as exc:
+            return self._stale_or_raise(key, exc)
+        self.put(key, value)
+        return value
+
+    def _stale_or_raise(self, key: K, error: RegistryUnavailableError) -> V:
+        """The last good answer if young enough, else ``error`` raised."""
+        stored = self._stored.get(key)
+        if stored is None:
+            raise error
+        age = self._clock() - stored.stored_at
+        if age > self.max_stale:
+            logger.error(
+                "registry unavailable and the cached answer for %r is %.1f s old "
+                "(bound %.1f s): not serving it",
                 key,
                 age,
                 self.max_stale,
             )
-            return stored.value
-        self.put(key, value)
-        return value
+            raise error
+        logger.warning(
+            "registry unavailable: serving the cached answer for %r, %.1f s old (bound %.1f s)",
+            key,
+            age,
+            self.max_stale,
+        )
+        return stored.value
 
     def put(self, key: K, value: V) -> None:
         """Store a good answer (``watch`` feeds the cache this way too)."""

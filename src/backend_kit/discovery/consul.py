@@ -6,9 +6,13 @@ asyncio client on aiohttp. It talks to the *local agent* over its HTTP API:
 (``warn``, ``fail``) for TTL checks, and ``GET /v1/health/service/:name?passing``
 for discovery, with blocking queries (``index``/``wait``) for :meth:`watch`.
 
+:class:`SyncConsulServiceRegistry` is the blocking twin on py-consul's
+``requests`` client, for code without an event loop.
+
 Every transport failure (connection refused, DNS, TLS, timeouts, a 5xx from the
 agent) becomes :class:`~backend_kit.errors.RegistryUnavailableError` within
-``request_timeout``; py-consul itself lets aiohttp's errors through untouched.
+``request_timeout``; py-consul itself lets aiohttp's and requests' errors
+through untouched.
 """
 
 from __future__ import annotations
@@ -19,14 +23,27 @@ import_optional("consul", extra="consul")
 import_optional("aiohttp", extra="consul")  # py-consul's asyncio client needs it
 
 import asyncio  # noqa: E402 - after the extra check, so a missing extra names its install line
+import itertools  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
+import threading  # noqa: E402
 import warnings  # noqa: E402
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence  # noqa: E402
+from collections.abc import (  # noqa: E402
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import contextmanager  # noqa: E402
 from typing import Any, Final, Self, TypeVar  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import aiohttp  # noqa: E402
+import consul  # noqa: E402
 import consul.aio  # noqa: E402
+import requests  # noqa: E402
 from consul.exceptions import (  # noqa: E402
     ACLDisabled,
     ACLPermissionDenied,
@@ -37,7 +54,11 @@ from consul.exceptions import (  # noqa: E402
 )
 from consul.exceptions import Timeout as ConsulTimeout  # noqa: E402
 
-from backend_kit.discovery._base import BaseServiceRegistry, logger  # noqa: E402
+from backend_kit.discovery._base import (  # noqa: E402
+    DEFAULT_REGISTERED_CHECK,
+    BaseServiceRegistry,
+    logger,
+)
 from backend_kit.discovery._cache import StaleWhileUnavailableCache  # noqa: E402
 from backend_kit.discovery._models import (  # noqa: E402
     CheckStatus,
@@ -48,14 +69,16 @@ from backend_kit.discovery._models import (  # noqa: E402
     format_duration,
     parse_duration,
 )
+from backend_kit.discovery._protocol import ChooseStrategy  # noqa: E402
 from backend_kit.discovery._validate import validate_registration  # noqa: E402
 from backend_kit.errors import (  # noqa: E402
     ConfigurationError,
     DiscoveryError,
+    NoHealthyInstanceError,
     RegistryUnavailableError,
 )
 
-__all__ = ["ConsulServiceRegistry"]
+__all__ = ["ConsulServiceRegistry", "SyncConsulServiceRegistry"]
 
 T = TypeVar("T")
 
@@ -146,12 +169,7 @@ class ConsulServiceRegistry(BaseServiceRegistry):
         (``false`` turns certificate checks off). ``options`` go to the
         constructor (``cache_ttl=...``) and win over the environment.
         """
-        address = os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_ADDRESS
-        if "://" not in address and os.environ.get("CONSUL_HTTP_SSL", "").lower() == "true":
-            address = f"https://{address}"
-        options.setdefault("token", os.environ.get("CONSUL_HTTP_TOKEN") or None)
-        if os.environ.get("CONSUL_HTTP_SSL_VERIFY", "").lower() == "false":
-            options.setdefault("verify", False)
+        address = _env_options(options)
         return cls(address, **options)
 
     @property
@@ -373,20 +391,8 @@ class ConsulServiceRegistry(BaseServiceRegistry):
             raise RegistryUnavailableError(
                 f"Consul agent at {self.address} is unreachable ({what}): {type(exc).__name__}"
             ) from exc
-        except (ACLPermissionDenied, ACLDisabled) as exc:
-            raise DiscoveryError(
-                f"Consul refused to {what}: permission denied (check the ACL token)"
-            ) from exc
-        except (BadRequest, ClientError, NotFound) as exc:
-            raise DiscoveryError(f"Consul rejected {what}: {_brief(exc)}") from exc
-        except ConsulTimeout as exc:
-            raise RegistryUnavailableError(
-                f"Consul agent at {self.address} timed out ({what})"
-            ) from exc
-        except ConsulException as exc:  # 5xx, or an answer py-consul could not decode
-            raise RegistryUnavailableError(
-                f"Consul agent at {self.address} failed to {what}: {_brief(exc)}"
-            ) from exc
+        except ConsulException as exc:
+            raise _consul_error(exc, what, self.address) from exc
 
     async def _fetch_instances(self, name: str, tag: str | None) -> list[ServiceInstance]:
         async def call(client: consul.aio.Consul) -> tuple[Any, Any]:
@@ -405,7 +411,301 @@ class ConsulServiceRegistry(BaseServiceRegistry):
             self._cache.invalidate(lambda key: key[0] == name)
 
 
+class SyncConsulServiceRegistry:
+    """The blocking twin of :class:`ConsulServiceRegistry`, for code without an event loop.
+
+    Same constructor arguments (less the ``watch_*`` ones), same methods less
+    ``watch``, same cache and failure behaviour; it runs on py-consul's
+    ``requests`` client, whose errors (connection refused, timeouts, TLS) are
+    mapped to :class:`~backend_kit.errors.RegistryUnavailableError` just like
+    aiohttp's. One instance may be shared between threads.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        token: str | None = None,
+        datacenter: str | None = None,
+        verify: bool | str = True,
+        request_timeout: float = 5.0,
+        cache_ttl: float = 1.0,
+        max_stale: float = 30.0,
+    ) -> None:
+        self._scheme, self._host, self._port = _parse_address(address)
+        if request_timeout <= 0:
+            raise ConfigurationError("request_timeout must be positive")
+        self._token = token or None
+        self._datacenter = datacenter or None
+        self._verify = verify
+        self._request_timeout = request_timeout
+        self._cache: StaleWhileUnavailableCache[tuple[str, str | None], list[ServiceInstance]] = (
+            StaleWhileUnavailableCache(ttl=cache_ttl, max_stale=max_stale)
+        )
+        self._names_by_id: dict[str, str] = {}
+        self._round_robin: dict[tuple[str, str | None], itertools.count[int]] = {}
+        self._lock = threading.Lock()  # requests sessions are not documented thread-safe
+        self._client: consul.Consul | None = None
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Self:
+        """Configured from ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ... like the async one."""
+        address = _env_options(options)
+        return cls(address, **options)
+
+    @property
+    def address(self) -> str:
+        """The agent's HTTP API address (it never holds a secret)."""
+        return f"{self._scheme}://{self._host}:{self._port}"
+
+    def __repr__(self) -> str:
+        return f"SyncConsulServiceRegistry({self.address!r})"
+
+    def register_service(
+        self,
+        name: str,
+        service_id: str,
+        port: int,
+        *,
+        address: str | None = None,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        check: HealthCheck | None = None,
+    ) -> None:
+        """Blocking :meth:`ConsulServiceRegistry.register_service`."""
+        normal_tags, normal_meta = validate_registration(name, service_id, port, tags, meta)
+        check_body = _check_body(name, service_id, check)
+        self._call(
+            f"register {service_id!r}",
+            lambda client: client.agent.service.register(
+                name,
+                service_id=service_id,
+                address=address or None,
+                port=port,
+                tags=list(normal_tags),
+                meta=normal_meta or None,
+                check=check_body,
+                replace_existing_checks=True,
+            ),
+        )
+        self._names_by_id[service_id] = name
+        self._invalidate(name)
+
+    def deregister_service(self, service_id: str) -> bool:
+        """Blocking :meth:`ConsulServiceRegistry.deregister_service`."""
+        known = bool(
+            self._call(
+                f"deregister {service_id!r}",
+                lambda client: client.agent.service.deregister(service_id),
+            )
+        )
+        self._invalidate(self._names_by_id.pop(service_id, None))
+        return known
+
+    def update_ttl(
+        self, service_id: str, status: CheckStatus = "passing", *, note: str | None = None
+    ) -> bool:
+        """Blocking :meth:`ConsulServiceRegistry.update_ttl`."""
+        method = _STATUS_CALLS.get(status)
+        if method is None:
+            raise ConfigurationError(f"status must be passing, warning or critical, not {status!r}")
+        check_id = check_id_for(service_id)
+        known = bool(
+            self._call(
+                f"update the TTL check of {service_id!r}",
+                lambda client: getattr(client.agent.check, method)(check_id, notes=note),
+            )
+        )
+        self._invalidate(self._names_by_id.get(service_id))
+        return known
+
+    def instances(self, name: str, *, tag: str | None = None) -> list[ServiceInstance]:
+        """Blocking :meth:`ConsulServiceRegistry.instances` (same cache rules)."""
+
+        def load() -> list[ServiceInstance]:
+            _, entries = self._call(
+                f"discover {name!r}",
+                lambda client: client.health.service(
+                    name, passing=True, tag=tag, dc=self._datacenter
+                ),
+            )
+            return _parse_entries(entries)
+
+        return self._cache.get_blocking((name, tag), load)
+
+    def discover_service(self, name: str, *, tag: str | None = None) -> list[str]:
+        """The healthy instances of ``name`` as ``"address:port"`` strings."""
+        return [instance.endpoint for instance in self.instances(name, tag=tag)]
+
+    def choose(
+        self, name: str, *, tag: str | None = None, strategy: ChooseStrategy = "round_robin"
+    ) -> ServiceInstance:
+        """Blocking :meth:`ConsulServiceRegistry.choose`."""
+        candidates = self.instances(name, tag=tag)
+        if not candidates:
+            raise NoHealthyInstanceError(f"no healthy instance of service {name!r}")
+        if strategy == "random":
+            return random.choice(candidates)  # noqa: S311 - load spreading, not security
+        if strategy != "round_robin":
+            raise ConfigurationError(f"unknown choose strategy {strategy!r}")
+        with self._lock:
+            counter = self._round_robin.setdefault((name, tag), itertools.count())
+            position = next(counter)
+        return candidates[position % len(candidates)]
+
+    @contextmanager
+    def registered(
+        self,
+        name: str,
+        service_id: str,
+        port: int,
+        *,
+        address: str | None = None,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        check: HealthCheck | None = DEFAULT_REGISTERED_CHECK,
+        heartbeat_interval: float | None = None,
+    ) -> Iterator[None]:
+        """Blocking :meth:`ConsulServiceRegistry.registered`; the heartbeat runs in a thread."""
+
+        def register() -> None:
+            self.register_service(
+                name, service_id, port, address=address, tags=tags, meta=meta, check=check
+            )
+
+        register()
+        stop = threading.Event()
+        heartbeat: threading.Thread | None = None
+        try:
+            if isinstance(check, TtlCheck):
+                interval = heartbeat_interval or check.ttl_seconds / 3
+                if interval <= 0:
+                    raise ConfigurationError("heartbeat_interval must be positive")
+                self.update_ttl(service_id, "passing")
+                heartbeat = threading.Thread(
+                    target=self._heartbeat,
+                    args=(service_id, interval, register, stop),
+                    name=f"backend_kit.discovery heartbeat {service_id}",
+                    daemon=True,
+                )
+                heartbeat.start()
+            yield
+        finally:
+            stop.set()
+            if heartbeat is not None:
+                heartbeat.join()
+            try:
+                self.deregister_service(service_id)
+            except DiscoveryError as exc:
+                logger.warning(
+                    "could not deregister %s on exit (%s); its health check will take it out of rotation",
+                    service_id,
+                    exc,
+                )
+
+    def ping(self) -> bool:
+        """``True`` when the agent answers and knows a leader; else ``RegistryUnavailableError``."""
+        if not self._call("ping", lambda client: client.status.leader()):
+            raise RegistryUnavailableError(f"Consul agent at {self.address} has no cluster leader")
+        return True
+
+    def close(self) -> None:
+        """Close the HTTP session (py-consul's own ``close`` leaves it open)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.http.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- internal
+    def _heartbeat(
+        self,
+        service_id: str,
+        interval: float,
+        register: Callable[[], None],
+        stop: threading.Event,
+    ) -> None:
+        while not stop.wait(interval):
+            try:
+                if not self.update_ttl(service_id, "passing"):
+                    logger.warning(
+                        "the registry no longer knows %s (agent restarted?); registering it again",
+                        service_id,
+                    )
+                    register()
+                    self.update_ttl(service_id, "passing")
+            except RegistryUnavailableError as exc:
+                logger.warning(
+                    "heartbeat for %s failed (%s); retrying in %.1f s", service_id, exc, interval
+                )
+            except DiscoveryError as exc:
+                logger.error(
+                    "heartbeat for %s refused (%s); retrying in %.1f s", service_id, exc, interval
+                )
+
+    def _call(self, what: str, call: Callable[[consul.Consul], T]) -> T:
+        with self._lock:
+            if self._client is None:
+                client = consul.Consul(
+                    host=self._host,
+                    port=self._port,
+                    scheme=self._scheme,
+                    verify=self._verify,
+                    dc=self._datacenter,
+                    connections_timeout=self._request_timeout,
+                )
+                client.token = self._token  # the argument wins over CONSUL_HTTP_TOKEN
+                self._client = client
+            try:
+                return call(self._client)
+            except requests.Timeout as exc:
+                raise RegistryUnavailableError(
+                    f"Consul agent at {self.address} did not answer ({what}) "
+                    f"within {self._request_timeout:.1f} s"
+                ) from exc
+            except requests.RequestException as exc:
+                raise RegistryUnavailableError(
+                    f"Consul agent at {self.address} is unreachable ({what}): {type(exc).__name__}"
+                ) from exc
+            except ConsulException as exc:
+                raise _consul_error(exc, what, self.address) from exc
+
+    def _invalidate(self, name: str | None) -> None:
+        if name is None:
+            self._cache.invalidate()
+        else:
+            self._cache.invalidate(lambda key: key[0] == name)
+
+
 # ------------------------------------------------------------------ helpers
+def _consul_error(exc: ConsulException, what: str, address: str) -> DiscoveryError:
+    """The typed error for what py-consul raised from an agent's answer."""
+    if isinstance(exc, ACLPermissionDenied | ACLDisabled):
+        return DiscoveryError(f"Consul refused to {what}: permission denied (check the ACL token)")
+    if isinstance(exc, BadRequest | ClientError | NotFound):
+        return DiscoveryError(f"Consul rejected {what}: {_brief(exc)}")
+    if isinstance(exc, ConsulTimeout):
+        return RegistryUnavailableError(f"Consul agent at {address} timed out ({what})")
+    # A 5xx ("No cluster leader", ...) or an answer py-consul could not decode.
+    return RegistryUnavailableError(f"Consul agent at {address} failed to {what}: {_brief(exc)}")
+
+
+def _env_options(options: dict[str, Any]) -> str:
+    """Fill ``options`` from the ``CONSUL_HTTP_*`` variables; return the agent address."""
+    address = os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_ADDRESS
+    if "://" not in address and os.environ.get("CONSUL_HTTP_SSL", "").lower() == "true":
+        address = f"https://{address}"
+    options.setdefault("token", os.environ.get("CONSUL_HTTP_TOKEN") or None)
+    if os.environ.get("CONSUL_HTTP_SSL_VERIFY", "").lower() == "false":
+        options.setdefault("verify", False)
+    return address
+
+
 def _parse_address(address: str) -> tuple[str, str, int]:
     text = address.strip()
     if "://" not in text:
