@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from backend_kit.discovery import (
+    CheckStatus,
     HttpCheck,
     InMemoryServiceRegistry,
     ServiceInstance,
@@ -221,4 +222,24 @@ async def test_registered_refuses_a_non_positive_heartbeat_and_still_deregisters
     with pytest.raises(ConfigurationError):
         async with registry.registered("api", "api-1", 1, heartbeat_interval=-1):
             pass
+    assert registry.registered_ids() == []
+
+
+async def test_a_heartbeat_that_dies_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(InMemoryServiceRegistry):
+        beats = 0
+
+        async def update_ttl(
+            self, service_id: str, status: CheckStatus = "passing", *, note: str | None = None
+        ) -> bool:
+            self.beats += 1
+            if self.beats > 1:
+                raise ZeroDivisionError("bug in a subclass")
+            return True
+
+    registry = Broken()
+    with caplog.at_level(logging.ERROR, logger="backend_kit.discovery"):
+        async with registry.registered("api", "api-1", 1, heartbeat_interval=0.01):
+            await asyncio.sleep(0.1)
+    assert "heartbeat api-1 stopped: ZeroDivisionError" in caplog.text
     assert registry.registered_ids() == []

@@ -154,6 +154,7 @@ class BaseServiceRegistry(abc.ABC):
                     self._heartbeat(service_id, interval, register),
                     name=f"backend_kit.discovery heartbeat {service_id}",
                 )
+                heartbeat.add_done_callback(_report_heartbeat_end)
             yield
         finally:
             if heartbeat is not None:
@@ -205,3 +206,17 @@ class BaseServiceRegistry(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _report_heartbeat_end(task: asyncio.Task[None]) -> None:
+    """A heartbeat only ends by cancellation; anything else must not pass unseen."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        logger.error(
+            "%s stopped: %s: %s; the instance will go critical when its TTL runs out",
+            task.get_name(),
+            type(error).__name__,
+            error,
+        )
