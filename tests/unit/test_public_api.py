@@ -19,6 +19,22 @@ PINNED: dict[str, list[str]] = {
         "MissingDependencyError",
         "__version__",
     ],
+    "backend_kit.discovery": [
+        "BaseServiceRegistry",
+        "CheckStatus",
+        "ChooseStrategy",
+        "DiscoveryError",
+        "HealthCheck",
+        "HttpCheck",
+        "InMemoryServiceRegistry",
+        "NoHealthyInstanceError",
+        "RegistryUnavailableError",
+        "ServiceInstance",
+        "ServiceRegistry",
+        "StaleWhileUnavailableCache",
+        "TtlCheck",
+        "parse_duration",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.
