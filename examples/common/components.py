@@ -33,7 +33,7 @@ from examples.worker.handlers import WELCOME_EMAIL_GROUP, LoggingMailer, Welcome
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["EMBEDDED_DATABASE_URL", "Components", "open_components"]
+__all__ = ["EMBEDDED_DATABASE_URL", "Components", "create_event_bus", "open_components"]
 
 logger = logging.getLogger("examples")
 
@@ -82,6 +82,20 @@ def _secret_key(settings: Settings) -> str:
         "(tokens will not survive a restart nor work across processes)"
     )
     return secrets.token_urlsafe(48)
+
+
+def create_event_bus(settings: Settings) -> tuple[EventBus, str]:
+    """The bus ``settings`` ask for (not connected yet), and a description of it for logs.
+
+    RabbitMQ when ``amqp_url`` is set (exchange ``settings.namespace``), else
+    an :class:`~backend_kit.events.InMemoryEventBus` with the same topology rules.
+    """
+    if settings.amqp_url is not None:
+        from backend_kit.events.amqp import AmqpEventBus
+
+        bus = AmqpEventBus(settings.amqp_url, exchange=settings.namespace, publish_timeout=5.0)
+        return bus, redact_url(settings.amqp_url)
+    return InMemoryEventBus(exchange=settings.namespace), "memory (this process)"
 
 
 @asynccontextmanager
@@ -143,15 +157,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             backends["cache"] = backends["rate limits"] = "memory (this process)"
 
         # Event bus: RabbitMQ (AMQP_URL) or in memory.
-        bus: EventBus
-        if settings.amqp_url is not None:
-            from backend_kit.events.amqp import AmqpEventBus
-
-            bus = AmqpEventBus(settings.amqp_url, exchange=settings.namespace, publish_timeout=5.0)
-            backends["events"] = redact_url(settings.amqp_url)
-        else:
-            bus = InMemoryEventBus(exchange=settings.namespace)
-            backends["events"] = "memory (this process)"
+        bus, backends["events"] = create_event_bus(settings)
         await bus.connect()
         stack.push_async_callback(bus.close)
 

@@ -39,7 +39,9 @@ class _GraphQL(GraphQL[Context, None]):
         super().__init__(build_schema())
         self._runtime = runtime
 
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
         client = request.client.host if request.client else "unknown"

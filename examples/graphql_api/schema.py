@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import strawberry
+from backend_kit.users import NewUser
+from backend_kit.users import User as StoredUser
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import Info
@@ -29,8 +31,6 @@ from backend_kit.errors import (
     TokenError,
     UserValidationError,
 )
-from backend_kit.users import NewUser
-from backend_kit.users import User as StoredUser
 from examples.common import Components
 
 __all__ = ["Context", "build_schema"]
@@ -138,7 +138,7 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Sign up (public, rate limited); publishes user.created.")
-    async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> User:  # noqa: A002 - GraphQL's conventional argument name
+    async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> User:
         context = info.context
         await context.check_rate_limit("createUser")
         try:

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-
 from examples.common import Settings
 from examples.graphql_api import create_app
 from examples.rest_api import create_app as create_rest_app
+
 from tests.examples.conftest import running
 
 PASSWORD = "correct horse battery staple"
