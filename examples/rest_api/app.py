@@ -86,6 +86,8 @@ PROBLEMS_EVERYWHERE: dict[int | str, dict[str, Any]] = {
     503: _problem("A dependency is unavailable; retry later."),
 }
 PUBLIC: dict[int | str, dict[str, Any]] = {
+    # Every public route takes a JSON body, so this is also where 400 lives.
+    400: _problem("The body could not be read (not UTF-8 JSON)."),
     429: _problem("Rate limited; the `Retry-After` header says when to retry."),
 }
 AUTHENTICATED: dict[int | str, dict[str, Any]] = {
