@@ -19,6 +19,21 @@ PINNED: dict[str, list[str]] = {
         "MissingDependencyError",
         "__version__",
     ],
+    "backend_kit.db": [
+        "DatabaseError",
+        "ExecuteStyle",
+        "PingResult",
+        "PoolExhaustedError",
+        "PoolStatus",
+        "SlowQuery",
+        "SlowQueryHook",
+        "SlowQueryListener",
+        "aping",
+        "create_async_pooled_engine",
+        "create_pooled_engine",
+        "ping",
+        "pool_status",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from backend_kit._optional import import_optional
-from backend_kit._redact import redact_url
 from backend_kit.db._listener import SlowQueryListener
 from backend_kit.db._naming import default_engine_name, remember_engine_name
 from backend_kit.db._records import SlowQueryHook
@@ -49,9 +48,12 @@ def resolve_database_url(url: str | URL | None) -> URL:
             )
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        shown = redact_url(url) if isinstance(url, str) else "<URL>"
-        raise ConfigurationError(f"cannot parse database URL {shown!r}") from exc
+    except ArgumentError:
+        # Not even redact_url(): an unparseable URL may hide its password anywhere.
+        raise ConfigurationError(
+            "cannot parse the database URL (not shown: it may hold a password); "
+            "expected dialect[+driver]://user:password@host:port/database"
+        ) from None
     if parsed.drivername in ("postgres", "postgres+psycopg"):
         parsed = parsed.set(drivername=parsed.drivername.replace("postgres", "postgresql", 1))
     return parsed

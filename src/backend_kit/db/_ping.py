@@ -71,7 +71,7 @@ def ping(engine: Engine, *, timeout: float = 5.0) -> PingResult:
     return PingResult(ok=True, latency=perf_counter() - started, engine_name=name)
 
 
-async def aping(engine: AsyncEngine, *, timeout: float = 5.0) -> PingResult:
+async def aping(engine: AsyncEngine, *, timeout: float = 5.0) -> PingResult:  # noqa: ASYNC109 - the same knob as ping(), for health checks
     """Run ``SELECT 1`` on an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` within ``timeout`` seconds.
 
     Never raises for a database problem (see :func:`ping`); cancellation of

@@ -37,7 +37,7 @@ _SECRET_LOOKING_VALUE = re.compile(
 # that digits inside them are left alone; literals and comments are replaced.
 _SQL_TOKENS = re.compile(
     r"""
-      (?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$)   # $$ ... $$ / $tag$ ... $tag$
+      (?P<dollar>\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$)   # $$ ... $$ / $tag$ ... $tag$
     | (?P<estring>[Ee]'(?:[^'\\]|\\.|'')*')                   # E'...' with backslash escapes
     | (?P<string>[BbXxNn]?'(?:[^']|'')*')                     # '...', B'...', X'...', N'...'
     | (?P<open_string>'.*$)                                   # an unterminated (cut) literal
@@ -53,7 +53,8 @@ _SQL_TOKENS = re.compile(
 
 _WHITESPACE = re.compile(r"\s+")
 # "VALUES (...), (...), (...)" from executemany/insertmanyvalues: keep the first tuple.
-_REPEATED_VALUES = re.compile(r"(VALUES\s*\([^()]*\))((?:\s*,\s*\([^()]*\))+)", re.IGNORECASE)
+_TUPLE = r"\((?:[^()]|%\(\w+\)s)*\)"  # a parenthesized row; pyformat placeholders inside
+_REPEATED_VALUES = re.compile(rf"(VALUES\s*{_TUPLE})((?:\s*,\s*{_TUPLE})+)", re.IGNORECASE)
 _BATCH_SUFFIX = re.compile(r"__\d+$")
 
 
@@ -67,7 +68,7 @@ def _replace_token(match: re.Match[str]) -> str:
 
 
 def _collapse_values(match: re.Match[str]) -> str:
-    extra = match.group(2).count("(")
+    extra = len(re.findall(_TUPLE, match.group(2)))
     return f"{match.group(1)} /* +{extra} more */"
 
 
