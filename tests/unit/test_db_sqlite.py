@@ -141,11 +141,15 @@ def test_a_fast_failure_is_not_reported(engine: Engine, reports: list[SlowQuery]
 
 
 def test_executemany_is_flagged(reports: list[SlowQuery]) -> None:
-    engine = create_pooled_engine("sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append)
+    engine = create_pooled_engine(
+        "sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append
+    )
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
         reports.clear()
-        conn.execute(text("INSERT INTO t (id, v) VALUES (:id, :v)"), [{"id": i, "v": "x"} for i in range(5)])
+        conn.execute(
+            text("INSERT INTO t (id, v) VALUES (:id, :v)"), [{"id": i, "v": "x"} for i in range(5)]
+        )
     engine.dispose()
     assert len(reports) == 1
     assert reports[0].executemany is True
@@ -155,9 +159,14 @@ def test_executemany_is_flagged(reports: list[SlowQuery]) -> None:
 
 
 def test_insertmanyvalues_batches_are_flagged(reports: list[SlowQuery]) -> None:
-    engine = create_pooled_engine("sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append)
+    engine = create_pooled_engine(
+        "sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append
+    )
     table = sa.Table(
-        "items", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.Text)
+        "items",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("v", sa.Text),
     )
     with engine.begin() as conn:
         table.create(conn)
