@@ -29,6 +29,7 @@ from backend_kit.db import (
     ping,
     pool_status,
 )
+from backend_kit.db._listener import EventStyle
 
 SECRET = "s3cr3t-password-never-logged"
 
@@ -53,10 +54,20 @@ def reports() -> list[SlowQuery]:
     return []
 
 
+@pytest.fixture(params=["execute", "cursor"])
+def events(request: pytest.FixtureRequest) -> EventStyle:
+    """Both ways of timing statements obey the same tests."""
+    style: EventStyle = request.param
+    return style
+
+
 @pytest.fixture
-def engine(postgres_url: str, unique_name: str, reports: list[SlowQuery]) -> Iterator[Engine]:
+def engine(
+    postgres_url: str, unique_name: str, reports: list[SlowQuery], events: EventStyle
+) -> Iterator[Engine]:
     engine = create_pooled_engine(
         postgres_url,
+        slow_query_events=events,
         pool_size=3,
         max_overflow=1,
         pool_timeout=5,
@@ -73,10 +84,11 @@ def engine(postgres_url: str, unique_name: str, reports: list[SlowQuery]) -> Ite
 
 @pytest.fixture
 async def async_engine(
-    postgres_url: str, unique_name: str, reports: list[SlowQuery]
+    postgres_url: str, unique_name: str, reports: list[SlowQuery], events: EventStyle
 ) -> AsyncIterator[AsyncEngine]:
     engine = create_async_pooled_engine(
         postgres_url,
+        slow_query_events=events,
         pool_size=3,
         max_overflow=1,
         pool_timeout=5,
@@ -162,13 +174,16 @@ def test_revealed_parameters_still_mask_the_password(
     assert "bob@example.com" in caplog.text
 
 
-def test_executemany_and_insertmanyvalues_are_flagged(postgres_url: str, unique_name: str) -> None:
+def test_executemany_and_insertmanyvalues_are_flagged(
+    postgres_url: str, unique_name: str, events: EventStyle
+) -> None:
     found: list[SlowQuery] = []
     engine = create_pooled_engine(
         postgres_url,
         pool_size=1,
         slow_query_threshold=0.0,  # report everything: the flag is what is under test
         on_slow_query=found.append,
+        slow_query_events=events,
         connect_args={"application_name": unique_name},
     )
     table = sa.Table(
@@ -240,12 +255,17 @@ async def test_async_failing_slow_query_is_reported(
     assert [q.error for q in reports] == ["QueryCanceled"]
 
 
-def test_async_engine_uses_the_async_pool_and_one_listener_pair(
-    async_engine: AsyncEngine,
+def test_async_engine_uses_the_async_pool_and_one_set_of_listeners(
+    async_engine: AsyncEngine, events: EventStyle
 ) -> None:
-    assert isinstance(async_engine.sync_engine.pool, sa.pool.AsyncAdaptedQueuePool)
-    assert len(async_engine.sync_engine.dispatch.before_cursor_execute) == 1
-    assert len(async_engine.sync_engine.dispatch.after_cursor_execute) == 1
+    sync = async_engine.sync_engine
+    assert isinstance(sync.pool, sa.pool.AsyncAdaptedQueuePool)
+    counts = (
+        len(sync.dispatch.before_cursor_execute),
+        len(sync.dispatch.after_cursor_execute),
+        len(sync.dialect.dispatch.do_execute),
+    )
+    assert counts == ((1, 1, 0) if events == "cursor" else (0, 0, 1))
 
 
 # --------------------------------------------------------------------- pool

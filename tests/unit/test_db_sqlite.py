@@ -22,6 +22,7 @@ from backend_kit.db import (
     ping,
     pool_status,
 )
+from backend_kit.db._listener import EventStyle
 from backend_kit.errors import ConfigurationError
 
 SECRET = "hunter2-very-secret-value"
@@ -44,10 +45,21 @@ def reports() -> list[SlowQuery]:
     return []
 
 
+@pytest.fixture(params=["execute", "cursor"])
+def events(request: pytest.FixtureRequest) -> EventStyle:
+    """Both ways of timing statements obey the same tests."""
+    style: EventStyle = request.param
+    return style
+
+
 @pytest.fixture
-def engine(reports: list[SlowQuery]) -> Iterator[Engine]:
+def engine(reports: list[SlowQuery], events: EventStyle) -> Iterator[Engine]:
     engine = create_pooled_engine(
-        "sqlite://", slow_query_threshold=0.05, on_slow_query=reports.append, name="test-sqlite"
+        "sqlite://",
+        slow_query_threshold=0.05,
+        on_slow_query=reports.append,
+        name="test-sqlite",
+        slow_query_events=events,
     )
     _add_sleep_function(engine)
     with engine.begin() as conn:
@@ -102,9 +114,15 @@ def test_bound_secret_never_reaches_logs_or_the_record(
     assert all(SECRET not in repr(query) for query in reports)
 
 
-def test_revealed_values_still_mask_secret_names(reports: list[SlowQuery]) -> None:
+def test_revealed_values_still_mask_secret_names(
+    reports: list[SlowQuery], events: EventStyle
+) -> None:
     engine = create_pooled_engine(
-        "sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append, reveal_parameters=True
+        "sqlite://",
+        slow_query_threshold=0.0,
+        on_slow_query=reports.append,
+        reveal_parameters=True,
+        slow_query_events=events,
     )
     with engine.connect() as conn:
         conn.execute(
@@ -140,7 +158,7 @@ def test_a_fast_failure_is_not_reported(engine: Engine, reports: list[SlowQuery]
     assert reports == []
 
 
-def test_executemany_is_flagged(reports: list[SlowQuery]) -> None:
+def test_executemany_is_flagged(reports: list[SlowQuery], events: EventStyle) -> None:
     engine = create_pooled_engine(
         "sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append
     )
@@ -158,7 +176,7 @@ def test_executemany_is_flagged(reports: list[SlowQuery]) -> None:
     assert reports[0].parameters == {"id": "***", "v": "***"}
 
 
-def test_insertmanyvalues_batches_are_flagged(reports: list[SlowQuery]) -> None:
+def test_insertmanyvalues_batches_are_flagged(reports: list[SlowQuery], events: EventStyle) -> None:
     engine = create_pooled_engine(
         "sqlite://", slow_query_threshold=0.0, on_slow_query=reports.append
     )
@@ -180,24 +198,46 @@ def test_insertmanyvalues_batches_are_flagged(reports: list[SlowQuery]) -> None:
     assert "/* +3 more */" in reports[0].statement
 
 
-def test_one_listener_pair_however_many_hooks(engine: Engine) -> None:
+def _listener_counts(engine: Engine) -> tuple[int, ...]:
+    dialect = engine.dialect.dispatch
+    return (
+        len(engine.dispatch.before_cursor_execute),
+        len(engine.dispatch.after_cursor_execute),
+        len(dialect.do_execute),
+        len(dialect.do_execute_no_params),
+        len(dialect.do_executemany),
+    )
+
+
+def test_one_set_of_listeners_however_many_hooks(engine: Engine, events: EventStyle) -> None:
+    expected = (1, 1, 0, 0, 0) if events == "cursor" else (0, 0, 1, 1, 1)
     listener = SlowQueryListener.attached_to(engine)
     assert listener is not None
+    assert _listener_counts(engine) == expected
     listener.add_hook(lambda query: None)
     listener.add_hook(lambda query: None)
-    assert len(engine.dispatch.before_cursor_execute) == 1
-    assert len(engine.dispatch.after_cursor_execute) == 1
+    assert _listener_counts(engine) == expected
     listener.attach(engine)  # attaching again is a no-op
-    assert len(engine.dispatch.before_cursor_execute) == 1
+    assert _listener_counts(engine) == expected
     with pytest.raises(ConfigurationError, match="already has a SlowQueryListener"):
         SlowQueryListener(0.5).attach(engine)
+
+
+def test_execute_events_leave_the_connection_fast_path_on() -> None:
+    """Why "execute" is the default: the engine itself carries no events at all."""
+    engine = create_pooled_engine("sqlite://")
+    assert engine._has_events is False
+    cursor_engine = create_pooled_engine("sqlite://", slow_query_events="cursor")
+    assert cursor_engine._has_events is True
+    engine.dispose()
+    cursor_engine.dispose()
 
 
 def test_detach_removes_the_pair(engine: Engine, reports: list[SlowQuery]) -> None:
     listener = SlowQueryListener.attached_to(engine)
     assert listener is not None
     listener.detach(engine)
-    assert len(engine.dispatch.before_cursor_execute) == 0
+    assert _listener_counts(engine) == (0, 0, 0, 0, 0)
     assert SlowQueryListener.attached_to(engine) is None
     with engine.connect() as conn:
         conn.execute(text("SELECT sleep_ms(60)"))
@@ -221,35 +261,45 @@ def test_a_hook_that_raises_does_not_fail_the_query(
     assert broken not in listener.hooks
 
 
-def test_nested_execution_inside_a_statement_is_timed_separately(reports: list[SlowQuery]) -> None:
-    """A SQL function that runs another statement (own connection) while the outer one runs."""
+def test_nested_execution_inside_a_statement_is_timed_separately(
+    reports: list[SlowQuery], events: EventStyle, tmp_path: Path
+) -> None:
+    """A SQL function that runs another statement through the same engine mid-statement."""
     engine = create_pooled_engine(
-        "sqlite:///file:nested?mode=memory&cache=shared&uri=true",
+        f"sqlite:///{tmp_path / 'nested.db'}",
         slow_query_threshold=0.05,
         on_slow_query=reports.append,
+        slow_query_events=events,
     )
-    inner_engine = engine
+    _add_sleep_function(engine)
 
     @event.listens_for(engine, "connect")
     def _register(dbapi_connection: sqlite3.Connection, record: Any) -> None:
-        def inner(ms: int) -> int:
+        def run_inner(ms: int) -> int:
+            with engine.connect() as inner:  # a second pooled connection, same engine
+                inner.execute(text("SELECT sleep_ms(:ms) AS inner_query"), {"ms": ms})
             time.sleep(ms / 1000)
             return ms
 
-        dbapi_connection.create_function("sleep_ms", 1, inner)
+        dbapi_connection.create_function("run_inner", 1, run_inner)
 
-    with inner_engine.connect() as outer:
-        outer.execute(text("SELECT sleep_ms(70)"))
-        with inner_engine.connect() as nested:
-            nested.execute(text("SELECT 1"))
-        outer.execute(text("SELECT 2"))
+    with engine.connect() as outer:
+        outer.execute(text("SELECT run_inner(60) AS outer_query"))
     engine.dispose()
-    assert [q.statement for q in reports] == ["SELECT sleep_ms(?)"]
+    # The inner statement finishes (and is reported) first, with its own time;
+    # the outer one spans both sleeps.
+    assert [q.statement for q in reports] == [
+        "SELECT sleep_ms(?) AS inner_query",
+        "SELECT run_inner(?) AS outer_query",
+    ]
+    inner, outer = reports
+    assert 0.055 < inner.duration < outer.duration
+    assert outer.duration > 0.115
 
 
 def test_threshold_none_installs_no_listener() -> None:
     engine = create_pooled_engine("sqlite://", slow_query_threshold=None)
-    assert len(engine.dispatch.before_cursor_execute) == 0
+    assert _listener_counts(engine) == (0, 0, 0, 0, 0)
     assert SlowQueryListener.attached_to(engine) is None
     engine.dispose()
 
