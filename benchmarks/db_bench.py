@@ -10,7 +10,8 @@ variant once, in a shuffled order) on one held connection each:
 * ``SQLAlchemy recipe``    the documented "profiling" recipe (``conn.info``
                            stack, ``time.time``): the usual peer.
 * ``backend_kit + 2 hooks`` ``create_pooled_engine`` with its listener and two
-                           hooks attached.
+                           hooks attached (default: the dialect's execute events).
+* ``backend_kit cursor pair`` the same with ``slow_query_events="cursor"``.
 
 Targets (issue 5): backend_kit <= 1.05x the bare pair on both databases; on
 PostgreSQL <= 1.10x no listeners.
@@ -33,6 +34,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from backend_kit.db import SlowQuery, create_pooled_engine
+from backend_kit.db._listener import EventStyle
 
 PG_URL = os.environ.get(
     "BACKEND_KIT_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -50,7 +52,9 @@ def _plain(url: str) -> Engine:
 def _bare_pair(url: str) -> Engine:
     engine = _plain(url)
 
-    def before(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
+    def before(
+        conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
+    ) -> None:
         context._t0 = time.perf_counter()
 
     def after(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
@@ -66,7 +70,9 @@ def _recipe(url: str) -> Engine:
     """https://docs.sqlalchemy.org/en/20/faq/performance.html#query-profiling"""
     engine = _plain(url)
 
-    def before(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
+    def before(
+        conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
+    ) -> None:
         conn.info.setdefault("query_start_time", []).append(time.time())
 
     def after(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
@@ -79,7 +85,7 @@ def _recipe(url: str) -> Engine:
     return engine
 
 
-def _backend_kit(url: str) -> Engine:
+def _backend_kit(url: str, events: EventStyle = "execute") -> Engine:
     seen: list[SlowQuery] = []
 
     def count(query: SlowQuery) -> None:
@@ -90,8 +96,16 @@ def _backend_kit(url: str) -> Engine:
 
     kwargs: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_size": 2}
     return create_pooled_engine(
-        url, slow_query_threshold=THRESHOLD, on_slow_query=[count, metric], **kwargs
+        url,
+        slow_query_threshold=THRESHOLD,
+        on_slow_query=[count, metric],
+        slow_query_events=events,
+        **kwargs,
     )
+
+
+def _backend_kit_cursor(url: str) -> Engine:
+    return _backend_kit(url, "cursor")
 
 
 VARIANTS: dict[str, Callable[[str], Engine]] = {
@@ -99,6 +113,7 @@ VARIANTS: dict[str, Callable[[str], Engine]] = {
     "bare timing pair": _bare_pair,
     "SQLAlchemy recipe": _recipe,
     "backend_kit + 2 hooks": _backend_kit,
+    "backend_kit cursor pair": _backend_kit_cursor,
 }
 
 
@@ -132,28 +147,29 @@ def _print_table(title: str, medians: dict[str, float]) -> None:
     none = medians["no listeners"]
     bare = medians["bare timing pair"]
     print(f"\n{title}: SELECT 1, median per query")
-    print(f"{'variant':<24}{'µs/query':>10}{'vs none':>10}{'vs bare':>10}")
+    print(f"{'variant':<26}{'µs/query':>10}{'vs none':>10}{'vs bare':>10}")
     for name, value in medians.items():
-        print(f"{name:<24}{value * 1e6:>10.2f}{value / none:>9.3f}x{value / bare:>9.3f}x")
+        print(f"{name:<26}{value * 1e6:>10.2f}{value / none:>9.3f}x{value / bare:>9.3f}x")
 
 
 def main() -> None:
     random.seed(5)
-    results = {"SQLite (memory)": measure("sqlite://", queries=3000, rounds=21)}
+    results = {"SQLite (memory)": measure("sqlite://", queries=1000, rounds=61)}
     try:
         with sa.create_engine(PG_URL).connect() as probe:
             probe.execute(SELECT_1)
     except sa.exc.OperationalError as exc:
         print(f"PostgreSQL not reachable ({type(exc.orig).__name__}); skipped")
     else:
-        results["PostgreSQL (psycopg 3, loopback)"] = measure(PG_URL, queries=800, rounds=21)
+        results["PostgreSQL (psycopg 3, loopback)"] = measure(PG_URL, queries=300, rounds=61)
     for title, medians in results.items():
         _print_table(title, medians)
     print("\ntargets: backend_kit <= 1.05x bare pair (both); <= 1.10x no listeners (PostgreSQL)")
     for title, medians in results.items():
-        vs_bare = medians["backend_kit + 2 hooks"] / medians["bare timing pair"]
-        vs_none = medians["backend_kit + 2 hooks"] / medians["no listeners"]
-        print(f"  {title}: {vs_bare:.3f}x bare, {vs_none:.3f}x none")
+        for variant in ("backend_kit + 2 hooks", "backend_kit cursor pair"):
+            vs_bare = medians[variant] / medians["bare timing pair"]
+            vs_none = medians[variant] / medians["no listeners"]
+            print(f"  {title}, {variant}: {vs_bare:.3f}x bare, {vs_none:.3f}x none")
 
 
 if __name__ == "__main__":

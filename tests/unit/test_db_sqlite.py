@@ -283,8 +283,8 @@ def test_nested_execution_inside_a_statement_is_timed_separately(
 
         dbapi_connection.create_function("run_inner", 1, run_inner)
 
-    with engine.connect() as outer:
-        outer.execute(text("SELECT run_inner(60) AS outer_query"))
+    with engine.connect() as outer_connection:
+        outer_connection.execute(text("SELECT run_inner(60) AS outer_query"))
     engine.dispose()
     # The inner statement finishes (and is reported) first, with its own time;
     # the outer one spans both sleeps.
@@ -292,9 +292,9 @@ def test_nested_execution_inside_a_statement_is_timed_separately(
         "SELECT sleep_ms(?) AS inner_query",
         "SELECT run_inner(?) AS outer_query",
     ]
-    inner, outer = reports
-    assert 0.055 < inner.duration < outer.duration
-    assert outer.duration > 0.115
+    inner_query, outer_query = reports
+    assert 0.055 < inner_query.duration < outer_query.duration
+    assert outer_query.duration > 0.115
 
 
 def test_threshold_none_installs_no_listener() -> None:
