@@ -85,9 +85,11 @@ def _exhausted_message(pool: Pool, stats: PoolStats) -> str:
         timeout = pool.timeout()
         limit = size + max_overflow
         return (
-            f"no database connection became free within pool_timeout={timeout:g} s: all {limit} "
-            f"connections of {stats.engine_name or 'the engine'} "
-            f"(pool_size={size} + max_overflow={max_overflow}) are checked out. Return connections "
+            f"no database connection became free within pool_timeout={timeout:g} s: "
+            f"{'the only connection' if limit == 1 else f'all {limit} connections'} "
+            f"of {stats.engine_name or 'the engine'} "
+            f"(pool_size={size} + max_overflow={max_overflow}) {'is' if limit == 1 else 'are'} "
+            "checked out. Return connections "
             "sooner (a session held across slow work, or never closed), raise pool_size or "
             "max_overflow (connections per process x processes must stay within the server's "
             "max_connections), or raise pool_timeout."
