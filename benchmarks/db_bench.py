@@ -117,8 +117,16 @@ VARIANTS: dict[str, Callable[[str], Engine]] = {
 }
 
 
-def measure(url: str, *, queries: int, rounds: int) -> dict[str, float]:
-    """Median seconds per query of each variant over interleaved rounds."""
+Result = tuple[dict[str, float], dict[str, float], dict[str, float]]
+
+
+def measure(url: str, *, queries: int, rounds: int) -> Result:
+    """Per variant: median seconds per query, and median per-round ratios vs none / vs bare.
+
+    Ratios are taken within each round (every variant ran back to back, in a
+    shuffled order) and then the median over rounds: on a shared machine this
+    pairs each variant with a baseline measured under the same load.
+    """
     engines = {name: make(url) for name, make in VARIANTS.items()}
     connections = {name: engine.connect() for name, engine in engines.items()}
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -140,21 +148,28 @@ def measure(url: str, *, queries: int, rounds: int) -> dict[str, float]:
             conn.close()
         for engine in engines.values():
             engine.dispose()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+
+    def paired(base: str) -> dict[str, float]:
+        return {
+            name: statistics.median(v / b for v, b in zip(values, samples[base], strict=True))
+            for name, values in samples.items()
+        }
+
+    return medians, paired("no listeners"), paired("bare timing pair")
 
 
-def _print_table(title: str, medians: dict[str, float]) -> None:
-    none = medians["no listeners"]
-    bare = medians["bare timing pair"]
-    print(f"\n{title}: SELECT 1, median per query")
+def _print_table(title: str, result: Result) -> None:
+    medians, vs_none, vs_bare = result
+    print(f"\n{title}: SELECT 1, median per query; ratios = median of per-round ratios")
     print(f"{'variant':<26}{'µs/query':>10}{'vs none':>10}{'vs bare':>10}")
     for name, value in medians.items():
-        print(f"{name:<26}{value * 1e6:>10.2f}{value / none:>9.3f}x{value / bare:>9.3f}x")
+        print(f"{name:<26}{value * 1e6:>10.2f}{vs_none[name]:>9.3f}x{vs_bare[name]:>9.3f}x")
 
 
 def main() -> None:
     random.seed(5)
-    results = {"SQLite (memory)": measure("sqlite://", queries=1000, rounds=61)}
+    results: dict[str, Result] = {"SQLite (memory)": measure("sqlite://", queries=1000, rounds=61)}
     try:
         with sa.create_engine(PG_URL).connect() as probe:
             probe.execute(SELECT_1)
@@ -162,14 +177,14 @@ def main() -> None:
         print(f"PostgreSQL not reachable ({type(exc.orig).__name__}); skipped")
     else:
         results["PostgreSQL (psycopg 3, loopback)"] = measure(PG_URL, queries=300, rounds=61)
-    for title, medians in results.items():
-        _print_table(title, medians)
+    for title, result in results.items():
+        _print_table(title, result)
     print("\ntargets: backend_kit <= 1.05x bare pair (both); <= 1.10x no listeners (PostgreSQL)")
-    for title, medians in results.items():
+    for title, (_, vs_none, vs_bare) in results.items():
         for variant in ("backend_kit + 2 hooks", "backend_kit cursor pair"):
-            vs_bare = medians[variant] / medians["bare timing pair"]
-            vs_none = medians[variant] / medians["no listeners"]
-            print(f"  {title}, {variant}: {vs_bare:.3f}x bare, {vs_none:.3f}x none")
+            print(
+                f"  {title}, {variant}: {vs_bare[variant]:.3f}x bare, {vs_none[variant]:.3f}x none"
+            )
 
 
 if __name__ == "__main__":
