@@ -481,3 +481,30 @@ def test_postgres_scheme_is_accepted_and_the_name_has_no_credentials() -> None:
 
     assert engine_name(engine) == "postgresql://db.internal:5433/shop"
     engine.dispose()  # never connected: creating an engine touches no network
+
+
+def test_a_reporting_bug_never_fails_or_masks_the_statement(
+    engine: Engine,
+    reports: list[SlowQuery],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_normalizer(statement: str, max_length: int = 1000) -> str:
+        raise RuntimeError("normalizer bug")
+
+    monkeypatch.setattr("backend_kit.db._listener.normalize_statement", broken_normalizer)
+    with caplog.at_level(logging.ERROR, logger="backend_kit.db"), engine.connect() as conn:
+        assert conn.execute(text("SELECT sleep_ms(60)")).scalar_one() == 60
+        with pytest.raises(sa.exc.OperationalError):  # the user's error, not the bug's
+            conn.execute(text("SELECT sleep_ms(60), abs(-9223372036854775808)"))
+    assert reports == []
+    assert len([r for r in caplog.records if "could not report" in r.getMessage()]) == 2
+
+
+def test_pool_logs_keep_sqlalchemys_logger_names(tmp_path: Path) -> None:
+    engine = create_pooled_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    memory = create_pooled_engine("sqlite://")
+    assert engine.pool.logger.name == "sqlalchemy.pool.impl.QueuePool"
+    assert memory.pool.logger.name == "sqlalchemy.pool.impl.StaticPool"
+    engine.dispose()
+    memory.dispose()

@@ -175,6 +175,9 @@ def _create(
     engine_kwargs: dict[str, Any],
 ) -> Any:
     resolved = resolve_database_url(url)
+    if is_async and resolved.drivername == "sqlite":
+        # pysqlite has no asyncio flavour; aiosqlite is SQLAlchemy's async SQLite driver.
+        resolved = resolved.set(drivername="sqlite+aiosqlite")
     _check_driver(resolved)
     if slow_query_threshold is not None and slow_query_threshold < 0:
         raise ConfigurationError(
@@ -306,9 +309,10 @@ def create_async_pooled_engine(
     Same arguments and behaviour. The pool is an ``AsyncAdaptedQueuePool``
     (a thread-locking ``QueuePool`` would block the event loop), and the
     slow-query listener sits on ``engine.sync_engine``, where SQLAlchemy
-    fires cursor events for async engines. The URL needs an async driver:
-    ``postgresql+psycopg://`` (psycopg 3 serves both) or
-    ``sqlite+aiosqlite://`` (install ``aiosqlite``).
+    fires execution events for async engines. The URL needs an async driver:
+    ``postgresql://`` / ``postgresql+psycopg://`` (psycopg 3 serves both), or
+    SQLite through ``aiosqlite`` (install it; a plain ``sqlite://`` URL is
+    read as ``sqlite+aiosqlite://``).
 
     Raises:
         ConfigurationError: no URL, an unparseable URL, or a negative size/threshold.

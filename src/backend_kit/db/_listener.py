@@ -325,7 +325,7 @@ class SlowQueryListener:
         # Cursor executions carry their statement; other errors (commit, fetch,
         # pre-ping, connect) pass none and have no timer to close. (SQLAlchemy
         # 2.1.9 declares ExceptionContext.cursor but never sets it, so it cannot
-        # be used to tell the two apart: see tests/unit/test_db_sqlalchemy_pins.py.)
+        # be used to tell the two apart: pinned in tests/unit/test_db_extras.py.)
         statement = exception_context.statement
         conn = exception_context.connection
         if statement is None or conn is None:
@@ -354,6 +354,23 @@ class SlowQueryListener:
 
     # ---------------------------------------------------------- slow path
     def _report(
+        self,
+        name: str,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+        elapsed: float,
+        exception: BaseException | None,
+    ) -> None:
+        """Build the record, log it, call the hooks. Never raises: it runs inside the
+        user's execution, whose result (or exception) must come through unchanged."""
+        try:
+            self._emit(name, statement, parameters, context, executemany, elapsed, exception)
+        except Exception:  # a reporting bug must not fail (or mask) the user's statement
+            logger.exception("backend_kit could not report a slow query on %s", name)
+
+    def _emit(
         self,
         name: str,
         statement: str,
@@ -394,7 +411,7 @@ class SlowQueryListener:
         )
         logger.log(
             self.log_level,
-            "slow query on %s: %.1f ms (threshold %.0f ms)%s%s: %s parameters=%s",
+            "slow query on %s: %.1f ms (threshold %.4g ms)%s%s: %s parameters=%s",
             query.engine_name,
             query.duration_ms,
             query.threshold * 1000.0,
@@ -408,4 +425,6 @@ class SlowQueryListener:
             try:
                 hook(query)
             except Exception:  # a broken hook must never fail the user's query
-                logger.exception("slow-query hook %r raised; the query itself succeeded", hook)
+                logger.exception(
+                    "slow-query hook %r raised; the statement's outcome is unaffected", hook
+                )

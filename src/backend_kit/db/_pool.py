@@ -117,6 +117,9 @@ def _timed_connect(
 class ObservedQueuePool(QueuePool):
     """:class:`~sqlalchemy.pool.QueuePool` that measures waits and raises PoolExhaustedError."""
 
+    # Keep SQLAlchemy's pool log names (echo_pool, "sqlalchemy.pool" logging config).
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend_kit_stats = PoolStats()
@@ -133,6 +136,9 @@ class ObservedQueuePool(QueuePool):
 class ObservedAsyncAdaptedQueuePool(AsyncAdaptedQueuePool):
     """:class:`~sqlalchemy.pool.AsyncAdaptedQueuePool` with waits and PoolExhaustedError."""
 
+    # Keep SQLAlchemy's pool log names (echo_pool, "sqlalchemy.pool" logging config).
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend_kit_stats = PoolStats()
@@ -148,6 +154,9 @@ class ObservedAsyncAdaptedQueuePool(AsyncAdaptedQueuePool):
 
 class ObservedStaticPool(StaticPool):
     """:class:`~sqlalchemy.pool.StaticPool` (one shared connection) with wait figures."""
+
+    # Keep SQLAlchemy's pool log names (echo_pool, "sqlalchemy.pool" logging config).
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.StaticPool"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
