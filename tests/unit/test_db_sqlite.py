@@ -504,6 +504,9 @@ def test_a_reporting_bug_never_fails_or_masks_the_statement(
 def test_pool_logs_keep_sqlalchemys_logger_names(tmp_path: Path) -> None:
     engine = create_pooled_engine(f"sqlite:///{tmp_path / 'app.db'}")
     memory = create_pooled_engine("sqlite://")
+    # (SQLAlchemy names the logger after _sqla_logger_namespace, else the class's module.)
+    assert isinstance(engine.pool.logger, logging.Logger)
+    assert isinstance(memory.pool.logger, logging.Logger)
     assert engine.pool.logger.name == "sqlalchemy.pool.impl.QueuePool"
     assert memory.pool.logger.name == "sqlalchemy.pool.impl.StaticPool"
     engine.dispose()
