@@ -132,3 +132,31 @@ def test_long_revealed_values_are_cut() -> None:
 
 def test_none_parameters() -> None:
     assert describe_parameters(None, executemany=False) == ({}, 1)
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+        st.text(min_size=4, max_size=40),
+        min_size=1,
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_masked_values_never_appear_in_the_description(
+    parameters: dict[str, str], executemany: bool
+) -> None:
+    rows: object = [parameters, parameters] if executemany else parameters
+    shown, _ = describe_parameters(rows, executemany=executemany)
+    assert set(shown.values()) == {MASK}
+    assert set(shown) == set(parameters)
+
+
+def test_percentiles_use_nearest_rank() -> None:
+    from backend_kit.db._status import _percentile
+
+    ordered = [float(i) for i in range(1, 101)]
+    assert _percentile(ordered, 0.50) == 50
+    assert _percentile(ordered, 0.95) == 95
+    assert _percentile(ordered, 0.99) == 99
+    assert _percentile([7.0], 0.99) == 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from backend_kit.db._naming import sync_engine_of
@@ -16,7 +17,7 @@ __all__ = ["pool_status"]
 
 def _percentile(ordered: list[float], fraction: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty list."""
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
     return ordered[index]
 
 
