@@ -249,8 +249,8 @@ def create_pooled_engine(
             ``max_connections`` and warn when ``pool_size + max_overflow``
             exceeds it (default True).
         slow_query_events: How statements are timed: ``"execute"`` (default,
-            the dialect's execute events: under 1 µs a query) or ``"cursor"``
-            (a ``before/after_cursor_execute`` pair: 4-6 µs a query). See
+            the dialect's execute events: about 1 µs a query) or ``"cursor"``
+            (a ``before/after_cursor_execute`` pair: 4-7 µs a query). See
             :class:`SlowQueryListener`.
         **engine_kwargs: Passed to :func:`sqlalchemy.create_engine` (``echo``,
             ``connect_args``, ``poolclass``...).
