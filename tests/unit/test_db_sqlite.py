@@ -304,9 +304,15 @@ def test_threshold_none_installs_no_listener() -> None:
     engine.dispose()
 
 
-def test_negative_threshold_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError):
+def test_bad_settings_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="slow_query_threshold"):
         create_pooled_engine("sqlite://", slow_query_threshold=-1)
+    with pytest.raises(ConfigurationError, match="slow_query_events"):
+        create_pooled_engine("sqlite://", slow_query_events="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="pool_size"):
+        create_pooled_engine("sqlite:///x.db", pool_size=-1)
+    with pytest.raises(ConfigurationError, match="events"):
+        SlowQueryListener(events="sometimes")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------- pools

@@ -183,6 +183,10 @@ def _create(
         raise ConfigurationError(
             f"slow_query_threshold must be >= 0 seconds or None, got {slow_query_threshold}"
         )
+    if slow_query_events not in ("execute", "cursor"):
+        raise ConfigurationError(
+            f"slow_query_events must be 'execute' or 'cursor', got {slow_query_events!r}"
+        )
     arguments, pool_limit = _engine_arguments(
         resolved,
         is_async=is_async,
