@@ -35,6 +35,21 @@ PINNED: dict[str, list[str]] = {
         "TtlCheck",
         "parse_duration",
     ],
+    "backend_kit.db": [
+        "DatabaseError",
+        "ExecuteStyle",
+        "PingResult",
+        "PoolExhaustedError",
+        "PoolStatus",
+        "SlowQuery",
+        "SlowQueryHook",
+        "SlowQueryListener",
+        "aping",
+        "create_async_pooled_engine",
+        "create_pooled_engine",
+        "ping",
+        "pool_status",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.
