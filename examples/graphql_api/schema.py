@@ -116,61 +116,78 @@ class CreateUserInput:
     password: str
 
 
+async def resolve_users(
+    info: Info[Context, None], limit: int = 20, after: str | None = None
+) -> UserPage:
+    """``Query.users``: a page of users, for a caller with a valid access token."""
+    context = info.context
+    await context.require_user_id()
+    if not 1 <= limit <= 100:
+        raise _error("limit must be between 1 and 100", "BAD_USER_INPUT", field="limit")
+    try:
+        page = await context.components.users.list_users(limit, after=after)
+    except UserValidationError as exc:  # a cursor that is not one of ours
+        raise _error(str(exc), "BAD_USER_INPUT", field=exc.field) from None
+    return UserPage(
+        users=[User.from_user(user) for user in page.users], next_cursor=page.next_cursor
+    )
+
+
+async def resolve_create_user(info: Info[Context, None], input: CreateUserInput) -> User:
+    """``Mutation.createUser``: sign up (public, rate limited); publishes ``user.created``."""
+    context = info.context
+    await context.check_rate_limit("createUser")
+    try:
+        new_user = NewUser(email=input.email, name=input.name, password=input.password)
+    except UserValidationError as exc:
+        # The message names the field and the rule, never the password.
+        raise _error(str(exc), "BAD_USER_INPUT", field=exc.field) from None
+    users = context.components.users
+    try:
+        user = await users.create_user(new_user)
+    except DuplicateEmailError:
+        raise _error("A user with this email already exists.", "EMAIL_TAKEN") from None
+    except PublishError:
+        # Stored, but the event is missing: the client's sign-up succeeded.
+        user = await users.get_user_by_email(new_user.email)
+        logger.exception("user %s stored but user.created was not published", user.id)
+    return User.from_user(user)
+
+
+async def resolve_login(info: Info[Context, None], email: str, password: str) -> TokenPair:
+    """``Mutation.login``: email and password for tokens (public, rate limited)."""
+    context = info.context
+    await context.check_rate_limit("login")
+    components = context.components
+    user = await components.users.authenticate(email, password)
+    if user is None:
+        raise _error("The email or password is not correct.", "UNAUTHENTICATED")
+    pair = components.security.create_token_pair({"sub": user.id})
+    return TokenPair(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=int(components.security.access_token_expires.total_seconds()),
+    )
+
+
+# Resolvers attached with strawberry.field(resolver=...) keep their types for
+# mypy (the decorator form erases them).
 @strawberry.type
 class Query:
-    @strawberry.field(description="Users in sign-up order (needs a bearer token).")
-    async def users(
-        self, info: Info[Context, None], limit: int = 20, after: str | None = None
-    ) -> UserPage:
-        context = info.context
-        await context.require_user_id()
-        if not 1 <= limit <= 100:
-            raise _error("limit must be between 1 and 100", "BAD_USER_INPUT", field="limit")
-        try:
-            page = await context.components.users.list_users(limit, after=after)
-        except UserValidationError as exc:  # a cursor that is not one of ours
-            raise _error(str(exc), "BAD_USER_INPUT", field=exc.field) from None
-        return UserPage(
-            users=[User.from_user(user) for user in page.users], next_cursor=page.next_cursor
-        )
+    users: UserPage = strawberry.field(
+        resolver=resolve_users, description="Users in sign-up order (needs a bearer token)."
+    )
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Sign up (public, rate limited); publishes user.created.")
-    async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> User:
-        context = info.context
-        await context.check_rate_limit("createUser")
-        try:
-            new_user = NewUser(email=input.email, name=input.name, password=input.password)
-        except UserValidationError as exc:
-            # The message names the field and the rule, never the password.
-            raise _error(str(exc), "BAD_USER_INPUT", field=exc.field) from None
-        users = context.components.users
-        try:
-            user = await users.create_user(new_user)
-        except DuplicateEmailError:
-            raise _error("A user with this email already exists.", "EMAIL_TAKEN") from None
-        except PublishError:
-            # Stored, but the event is missing: the client's sign-up succeeded.
-            user = await users.get_user_by_email(new_user.email)
-            logger.exception("user %s stored but user.created was not published", user.id)
-        return User.from_user(user)
-
-    @strawberry.mutation(description="Email and password for tokens (public, rate limited).")
-    async def login(self, info: Info[Context, None], email: str, password: str) -> TokenPair:
-        context = info.context
-        await context.check_rate_limit("login")
-        components = context.components
-        user = await components.users.authenticate(email, password)
-        if user is None:
-            raise _error("The email or password is not correct.", "UNAUTHENTICATED")
-        pair = components.security.create_token_pair({"sub": user.id})
-        return TokenPair(
-            access_token=pair.access_token,
-            refresh_token=pair.refresh_token,
-            expires_in=int(components.security.access_token_expires.total_seconds()),
-        )
+    create_user: User = strawberry.mutation(
+        resolver=resolve_create_user,
+        description="Sign up (public, rate limited); publishes user.created.",
+    )
+    login: TokenPair = strawberry.mutation(
+        resolver=resolve_login, description="Email and password for tokens (public, rate limited)."
+    )
 
 
 def _should_mask(error: GraphQLError) -> bool:

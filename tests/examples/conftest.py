@@ -11,9 +11,10 @@ service is away, and fails under ``BACKEND_KIT_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import pytest
@@ -168,13 +169,17 @@ def app_state(app: FastAPI) -> AppState:
     return state
 
 
-async def eventually(check: Callable[[], Awaitable[T] | T], *, within: float = 10.0) -> T:
-    """Poll ``check`` until it returns something truthy, for at most ``within`` seconds."""
+@overload
+async def eventually(check: Callable[[], Awaitable[T]], *, within: float = ...) -> T: ...
+@overload
+async def eventually(check: Callable[[], T], *, within: float = ...) -> T: ...
+async def eventually(check: Callable[[], Any], *, within: float = 10.0) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy, for at most ``within`` s."""
     try:
         async with asyncio.timeout(within):
             while True:
                 outcome = check()
-                value = await outcome if isinstance(outcome, Awaitable) else outcome
+                value = await outcome if inspect.isawaitable(outcome) else outcome
                 if value:
                     return value
                 await asyncio.sleep(0.02)
