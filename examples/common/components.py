@@ -124,10 +124,22 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         # an example creates its table if it is missing.
         await repository.create_table()
 
-        # Security: HS256 tokens; revocations in memory (one process).
+        # Security: HS256 tokens. Revoked and spent refresh tokens live in Redis
+        # when there is one (every process must see them), else in memory.
         security_options: dict[str, Any] = {}
         if settings.argon2_preset is not None:
             security_options["argon2"] = settings.argon2_preset
+        if settings.redis_url is not None:
+            from backend_kit.security.redis import RedisRevocationStore  # noqa: PLC0415 - redis extra
+
+            revocations = RedisRevocationStore(
+                settings.redis_url, key_prefix=f"{settings.namespace}:security:"
+            )
+            stack.push_async_callback(revocations.aclose)
+            security_options["revocation_store"] = revocations
+            backends["token revocations"] = redact_url(settings.redis_url)
+        else:
+            backends["token revocations"] = "memory (this process)"
         security = SecurityManager(
             secret_key=_secret_key(settings),
             access_token_expires=timedelta(minutes=settings.access_token_minutes),

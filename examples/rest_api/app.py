@@ -10,6 +10,7 @@ route                     access           what
 ``GET /v1/users/{id}``    bearer token     one user (a cached read)
 ``POST /v1/auth/token``   public, limited  email + password -> access + refresh tokens
 ``POST /v1/auth/refresh`` public, limited  rotate a refresh token
+``POST /v1/auth/logout``  bearer token     revoke the session's tokens
 ``GET /health/live``      public           the process is up (no dependency checked)
 ``GET /health/ready``     public           every dependency answers
 ========================  ===============  ============================================
@@ -232,6 +233,18 @@ async def refresh(body: RefreshRequest, state: State) -> TokenResponse:
     components = state.components
     pair = await components.security.arefresh(body.refresh_token)
     return _token_response(components, pair.access_token, pair.refresh_token)
+
+
+@auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHENTICATED)
+async def logout(
+    state: State,
+    _user_id: CurrentUserId,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Response:
+    """End the session: this access token, and every token of its login, stop working."""
+    assert credentials is not None  # noqa: S101 - current_user_id refused a missing token
+    await state.components.security.arevoke(credentials.credentials, family=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _token_response(components: Components, access: str, refresh_token: str) -> TokenResponse:

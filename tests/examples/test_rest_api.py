@@ -237,6 +237,23 @@ async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(
     assert_problem(revoked, 401)
 
 
+async def test_logout_revokes_the_session(client: httpx.AsyncClient) -> None:
+    await sign_up(client)
+    tokens = await login(client)
+    out = await client.post("/v1/auth/logout", headers=bearer(tokens["access_token"]))
+    assert out.status_code == 204
+    after = await client.get("/v1/users", headers=bearer(tokens["access_token"]))
+    body = assert_problem(after, 401)
+    assert "revoked" in body["detail"]
+    refreshed = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert_problem(refreshed, 401)
+    # A new login starts a new session.
+    again = await login(client)
+    assert (await client.get("/v1/users", headers=bearer(again["access_token"]))).status_code == 200
+
+
 # ------------------------------------------------------------- rate limiting
 async def test_public_routes_are_rate_limited_with_retry_after(settings: Settings) -> None:
     limited = dataclasses.replace(settings, public_rate_limit="2/minute")
@@ -326,6 +343,7 @@ async def test_health_probes(
         assert backends["database"].startswith("postgresql")
         assert backends["cache"].startswith("redis://")
         assert backends["events"].startswith("amqp://")
+        assert backends["token revocations"].startswith("redis://")
     live = await client.get("/health/live")
     assert live.status_code == 200
     assert live.headers["content-type"] == "application/health+json"
