@@ -27,7 +27,7 @@ from strawberry.types import Info
 from backend_kit.errors import (
     BackendKitError,
     DuplicateEmailError,
-    PublishError,
+    EventBusError,
     TokenError,
     UserValidationError,
 )
@@ -147,7 +147,7 @@ async def resolve_create_user(info: Info[Context, None], input: CreateUserInput)
         user = await users.create_user(new_user)
     except DuplicateEmailError:
         raise _error("A user with this email already exists.", "EMAIL_TAKEN") from None
-    except PublishError:
+    except EventBusError:
         # Stored, but the event is missing: the client's sign-up succeeded.
         user = await users.get_user_by_email(new_user.email)
         logger.exception("user %s stored but user.created was not published", user.id)

@@ -44,7 +44,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import backend_kit
-from backend_kit.errors import PublishError, UserNotFoundError
+from backend_kit.errors import EventBusError, UserNotFoundError
 from examples.common import Components, Settings, open_components
 from examples.rest_api.models import (
     RefreshRequest,
@@ -170,7 +170,7 @@ async def create_user(body: UserCreate, state: State, response: Response) -> Use
     user: User
     try:
         user = await users.create_user(new_user)
-    except PublishError:
+    except EventBusError:
         # The user *is* stored (UserService publishes after storing); only the
         # event is missing. The client gets its 201; operators get the error.
         user = await users.get_user_by_email(new_user.email)

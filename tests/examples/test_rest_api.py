@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from backend_kit.errors import PublishTimeoutError
 from backend_kit.security import SecurityManager
 from examples.common import Settings
 from examples.rest_api import create_app
@@ -330,6 +331,25 @@ async def test_sign_up_publishes_user_created_and_the_worker_sends_the_email(
     assert await eventually(lambda: "welcome@example.com" in sent_to())
     assert worker.handled == 1
     assert user["id"]
+
+
+async def test_a_lost_event_does_not_fail_the_sign_up(
+    rest_app: FastAPI,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broker_down(*args: object, **kwargs: object) -> None:
+        raise PublishTimeoutError("no confirm within 5 s")
+
+    monkeypatch.setattr(app_state(rest_app).components.bus, "publish_event", broker_down)
+    user = await sign_up(client, "lost@example.com")  # stored: the client gets its 201
+    assert any(
+        record.levelname == "ERROR" and user["id"] in record.getMessage()
+        for record in caplog.records
+    )
+    tokens = await login(client, "lost@example.com")
+    assert tokens["access_token"]
 
 
 async def test_health_probes(
