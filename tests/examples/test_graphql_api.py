@@ -132,6 +132,23 @@ async def test_create_user_errors_are_coded_and_never_echo_the_password(
     assert "hunter2" not in str(weak)
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("{ users(limit: 0) { nextCursor } }", "limit"),
+        ('{ users(after: "not-a-cursor") { nextCursor } }', "after"),
+    ],
+)
+async def test_bad_paging_arguments_are_bad_user_input(
+    graphql: httpx.AsyncClient, query: str, field: str
+) -> None:
+    await create(graphql, "ada@example.com")
+    token = await token_for(graphql, "ada@example.com")
+    body = await call(graphql, query, token=token)
+    assert codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == field
+
+
 async def test_wrong_password_is_unauthenticated(graphql: httpx.AsyncClient) -> None:
     await create(graphql, "ada@example.com")
     body = await call(graphql, LOGIN, {"email": "ada@example.com", "password": "wrong password"})

@@ -169,6 +169,20 @@ async def test_login_then_list_users_with_cursor_pagination(client: httpx.AsyncC
     assert seen == emails  # sign-up order, each once
 
 
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [({"limit": 0}, "limit"), ({"limit": "ten"}, "limit"), ({"after": "not-a-cursor"}, "after")],
+)
+async def test_bad_paging_parameters_are_422_problems(
+    client: httpx.AsyncClient, params: dict[str, str | int], parameter: str
+) -> None:
+    await sign_up(client)
+    tokens = await login(client)
+    response = await client.get("/v1/users", params=params, headers=bearer(tokens["access_token"]))
+    body = assert_problem(response, 422)
+    assert [error.get("parameter") for error in body["errors"]] == [parameter]
+
+
 async def test_wrong_password_and_unknown_email_get_the_same_401(
     client: httpx.AsyncClient,
 ) -> None:
