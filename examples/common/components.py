@@ -28,10 +28,17 @@ from backend_kit.security import SecurityManager
 from backend_kit.users import UserService
 
 from examples.common.settings import Settings, redact_url
-from examples.worker.handlers import WELCOME_EMAIL_GROUP, LoggingMailer, WelcomeEmailWorker
+from examples.worker.handlers import (
+    USER_CREATED,
+    WELCOME_EMAIL_GROUP,
+    LoggingMailer,
+    WelcomeEmailWorker,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from backend_kit.resilience.redis import RedisRateLimiter
 
 __all__ = ["EMBEDDED_DATABASE_URL", "Components", "create_event_bus", "open_components"]
 
@@ -108,6 +115,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         NotConnectedError: ``AMQP_URL`` is set but RabbitMQ cannot be reached.
     """
     backends: dict[str, str] = {}
+    public_rate_limit = RateLimit.parse(settings.public_rate_limit)  # fail before connecting
     async with AsyncExitStack() as stack:
         # Database: the users table on PostgreSQL (DATABASE_URL) or SQLite in memory.
         database_url = settings.database_url or EMBEDDED_DATABASE_URL
@@ -130,7 +138,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         if settings.argon2_preset is not None:
             security_options["argon2"] = settings.argon2_preset
         if settings.redis_url is not None:
-            from backend_kit.security.redis import RedisRevocationStore  # noqa: PLC0415 - redis extra
+            from backend_kit.security.redis import RedisRevocationStore
 
             revocations = RedisRevocationStore(
                 settings.redis_url, key_prefix=f"{settings.namespace}:security:"
@@ -155,6 +163,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         )
         stack.push_async_callback(cache.aclose)
         rate_limiter: RateLimiter
+        redis_limiter: RedisRateLimiter | None = None
         if settings.redis_url is not None:
             from backend_kit.resilience.redis import RedisRateLimiter
 
@@ -180,7 +189,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         if settings.worker_inline:
             worker = WelcomeEmailWorker(LoggingMailer())
             subscription = await bus.subscribe(
-                "user.created",
+                USER_CREATED,
                 worker.handle,
                 group=WELCOME_EMAIL_GROUP,
                 max_retries=settings.worker_max_retries,
@@ -198,6 +207,10 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         # The cache fails open (a call without it is slower, not wrong): degraded, not down.
         health.add("cache", cache.aping, critical=False)
         health.add("events", bus.ping)
+        if redis_limiter is not None:
+            # When Redis is away the limiter lets calls through (its default
+            # policy) and says so: degraded, not down.
+            health.add("rate limits", redis_limiter.aping, critical=False)
 
         components = Components(
             settings=settings,
@@ -205,7 +218,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             users=users,
             cache=cache,
             rate_limiter=rate_limiter,
-            public_rate_limit=RateLimit.parse(settings.public_rate_limit),
+            public_rate_limit=public_rate_limit,
             bus=bus,
             health=health,
             engine=engine,
