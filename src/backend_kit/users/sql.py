@@ -40,11 +40,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Uuid,
-    and_,
     delete,
     insert,
-    or_,
+    literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -268,10 +268,15 @@ class SqlUserRepository:
             canonical = _canonical_id(last_id)
             if canonical is None:
                 raise invalid_cursor()
+            # A row-value comparison: PostgreSQL and SQLite (3.15+) turn it into
+            # one range scan of the (created_at, id) index; the equivalent
+            # OR/AND form made SQLite scan (measured in benchmarks/users_bench.py).
             statement = statement.where(
-                or_(
-                    UserModel.created_at > created_at,
-                    and_(UserModel.created_at == created_at, UserModel.id > canonical),
+                tuple_(UserModel.created_at, UserModel.id)
+                > tuple_(
+                    # Typed binds: a row value does not pass the columns' types on.
+                    literal(created_at, UserModel.created_at.type),
+                    literal(canonical, UserModel.id.type),
                 )
             )
         async with self._engine.connect() as conn:
