@@ -25,7 +25,9 @@ class CountingSecurity:
     async def ahash_password(self, password: str) -> str:
         return await self.manager.ahash_password(password)
 
-    async def averify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+    async def averify_and_update(
+        self, password: str, password_hash: str
+    ) -> tuple[bool, str | None]:
         self.verifies += 1
         return await self.manager.averify_and_update(password, password_hash)
 

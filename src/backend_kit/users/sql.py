@@ -141,17 +141,20 @@ def _canonical_id(user_id: object) -> str | None:
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
-    """Whether an IntegrityError is the email unique constraint (not another one)."""
+    """Whether an IntegrityError is a unique violation on the email (not another constraint)."""
     orig = exc.orig
-    # psycopg 3 (and asyncpg via SQLAlchemy's adapter) name the constraint.
+    # psycopg 3 names the violated constraint: ours is uq_users_email; a table
+    # made by other migrations may call it users_email_key or ix_users_email.
     diag = getattr(orig, "diag", None)
-    constraint = getattr(diag, "constraint_name", None) or getattr(orig, "constraint_name", None)
-    if constraint is not None:
-        return bool(constraint == EMAIL_UNIQUE_CONSTRAINT)
-    # SQLite: "UNIQUE constraint failed: users.email"; MySQL: "Duplicate entry ... for key
-    # 'uq_users_email'".
-    message = str(orig)
-    return "users.email" in message or EMAIL_UNIQUE_CONSTRAINT in message
+    constraint = getattr(diag, "constraint_name", None)
+    if isinstance(constraint, str):
+        return "email" in constraint
+    # SQLite: "UNIQUE constraint failed: users.email"; MySQL: "Duplicate entry
+    # '...' for key 'uq_users_email'"; other drivers: at least the column name.
+    message = str(orig).lower()
+    return "users.email" in message or (
+        "email" in message and ("unique" in message or "duplicate" in message)
+    )
 
 
 class SqlUserRepository:
