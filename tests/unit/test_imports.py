@@ -43,6 +43,7 @@ EXTRAS_MODULES = (
 # parametrized test below proves each one fails with the install line when the
 # package is missing.
 BACKEND_MODULES: dict[str, tuple[str, str]] = {
+    "backend_kit.discovery.consul": ("consul", "consul"),
     "backend_kit.users.mongo": ("pymongo", "mongo"),
     "backend_kit.users.sql": ("sqlalchemy", "db"),
 }
