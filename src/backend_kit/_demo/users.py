@@ -22,7 +22,7 @@ def _async_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif parsed.drivername == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
@@ -43,14 +43,15 @@ async def run(report: Report) -> None:
         engine = create_async_engine(_async_url(database_url))
         schema = f"backend_kit_demo_{uuid.uuid4().hex[:8]}"
         report.part("users", f"PostgreSQL at {redact_url(database_url)}, schema {schema}")
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     else:
         engine = create_async_engine("sqlite+aiosqlite:///:memory:")
         why = " (DATABASE_URL is not PostgreSQL)" if database_url else ""
         report.part("users", f"SQLite in memory{why}")
     security = SecurityManager(secret_key=_DEMO_SECRET, argon2="owasp_minimum")
     try:
+        if schema is not None:
+            async with engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         repository = SqlUserRepository(engine, schema=schema)
         await repository.create_table()
         service = UserService(repository, security)
@@ -58,14 +59,20 @@ async def run(report: Report) -> None:
         ada = await service.create_user(
             NewUser("Ada@Example.com", "Ada Lovelace", "analytical engine")
         )
-        await service.create_user(
+        grace = await service.create_user(
             NewUser("grace@example.com", "Grace Hopper", "cobol-forever-1959")
         )
-        report.step(f"created {ada!r} (email normalized; no hash in the repr)")
+        report.step(
+            f"created {ada.name} as {ada.email} (typed Ada@Example.com) and {grace.name}; "
+            f"passwords hashed with Argon2id off the event loop"
+        )
+        report.step(f"what a client sees: {ada.to_dict()} (a User holds no hash)")
         try:
             await service.create_user(NewUser("ADA@example.com", "Impostor", "another password"))
         except DuplicateEmailError as exc:
             report.step(f"ADA@example.com again -> DuplicateEmailError: {exc}")
+        else:
+            raise RuntimeError("a second account with the same email was accepted")
 
         legacy = bcrypt.hashpw(b"punch cards 1843", bcrypt.gensalt(rounds=10)).decode()
         await repository.add(
@@ -76,12 +83,11 @@ async def run(report: Report) -> None:
         )
 
         first = await service.list_users(limit=2)
-        rest = await service.list_users(limit=2, after=first.next_cursor)
-        names = [user.name for user in first.users] + [user.name for user in rest.users]
+        second = await service.list_users(limit=2, after=first.next_cursor)
         report.step(
-            f"listed in pages of 2: {names} (next cursor {first.next_cursor[:12]}...)"
-            if first.next_cursor
-            else f"listed: {names}"
+            f"listed 2 a page: {[user.name for user in first.users]}, then with the "
+            f"page's opaque cursor {[user.name for user in second.users]} "
+            f"(last page: next_cursor={second.next_cursor})"
         )
 
         right = await service.authenticate("ada@example.com", "analytical engine")
