@@ -44,6 +44,7 @@ EXTRAS_MODULES = (
 # package is missing.
 BACKEND_MODULES: dict[str, tuple[str, str]] = {
     "backend_kit.discovery.consul": ("consul", "consul"),
+    "backend_kit.db._pool": ("sqlalchemy", "db"),
     "backend_kit.users.mongo": ("pymongo", "mongo"),
     "backend_kit.users.sql": ("sqlalchemy", "db"),
 }
