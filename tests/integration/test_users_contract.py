@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from backend_kit.db import create_async_pooled_engine
 from backend_kit.users import (
     DuplicateEmailError,
     InMemoryUserRepository,
@@ -99,7 +100,9 @@ async def backend(
             await engine.dispose()
     elif name == "postgres":
         url: str = request.getfixturevalue("postgres_url")
-        engine = create_async_engine(url, pool_size=10, max_overflow=0)
+        # What an application would use: backend_kit.db's pooled engine (a plain
+        # AsyncEngine with the slow-query listener); SQLite above uses SQLAlchemy's own.
+        engine = create_async_pooled_engine(url, pool_size=10, max_overflow=0)
         async with engine.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{unique_name}"'))
         try:

@@ -17,34 +17,22 @@ from backend_kit.users import DuplicateEmailError, NewUser, UserService
 _DEMO_SECRET = "demo-only-secret-key-0123456789abcdef"  # throwaway: signs nothing here
 
 
-def _async_url(url: str) -> str:
-    """The URL with an asyncio driver: psycopg for PostgreSQL, aiosqlite for SQLite."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    elif parsed.drivername == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    return parsed.render_as_string(hide_password=False)
-
-
 async def run(report: Report) -> None:
     import bcrypt
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
+    from backend_kit.db import create_async_pooled_engine
     from backend_kit.security import SecurityManager
     from backend_kit.users.sql import SqlUserRepository
 
     database_url = os.environ.get("DATABASE_URL", "")
     schema: str | None = None
-    if database_url and _async_url(database_url).startswith("postgresql+"):
-        engine = create_async_engine(_async_url(database_url))
+    if database_url.startswith(("postgresql", "postgres:")):
+        engine = create_async_pooled_engine(database_url, pool_size=2, max_overflow=0)
         schema = f"backend_kit_demo_{uuid.uuid4().hex[:8]}"
         report.part("users", f"PostgreSQL at {redact_url(database_url)}, schema {schema}")
     else:
-        engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+        engine = create_async_pooled_engine("sqlite+aiosqlite:///:memory:")
         why = " (DATABASE_URL is not PostgreSQL)" if database_url else ""
         report.part("users", f"SQLite in memory{why}")
     security = SecurityManager(secret_key=_DEMO_SECRET, argon2="owasp_minimum")
