@@ -19,6 +19,23 @@ PINNED: dict[str, list[str]] = {
         "MissingDependencyError",
         "__version__",
     ],
+    "backend_kit.security": [
+        "Argon2Parameters",
+        "Argon2PasswordHasher",
+        "Argon2Preset",
+        "ExpiredTokenError",
+        "InvalidTokenError",
+        "MemoryRevocationStore",
+        "PasswordHasher",
+        "RevocationStore",
+        "RevocationStoreError",
+        "RevokedTokenError",
+        "SecurityError",
+        "SecurityManager",
+        "SigningKey",
+        "TokenError",
+        "TokenPair",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.

@@ -250,7 +250,7 @@ class Argon2PasswordHasher:
         if scheme is None:
             return False
         try:
-            matches: bool = self._context.verify(password, password_hash, scheme=scheme)
+            matches: bool = self._context.verify(password, password_hash)
         except (ValueError, TypeError) as exc:
             # A malformed hash of a known scheme (truncated row, bad salt) or a
             # password the scheme cannot take (NUL byte for bcrypt).
@@ -280,7 +280,7 @@ class Argon2PasswordHasher:
             return False, None
         try:
             result: tuple[bool, str | None] = self._context.verify_and_update(
-                password, password_hash, scheme=scheme
+                password, password_hash
             )
         except (ValueError, TypeError) as exc:
             logger.warning("password hash could not be verified (%s)", type(exc).__name__)
@@ -300,7 +300,7 @@ class Argon2PasswordHasher:
                 if self._dummy_hash is None:
                     self._dummy_hash = self._context.hash("backend-kit dummy password")
                 dummy_hash = self._dummy_hash
-        self._context.verify("not the dummy password", dummy_hash, scheme="argon2")
+        self._context.verify("not the dummy password", dummy_hash)
 
     # ----------------------------------------------------------------- helpers
     def _check_password(self, password: str) -> None:

@@ -71,10 +71,9 @@ class MemoryRevocationStore:
         return len(self._entries)
 
     def revoke(self, key: str, *, expires_at: int) -> None:
-        """Remember ``key`` until ``expires_at`` (a later deadline wins)."""
+        """Remember ``key`` until ``expires_at`` (a later call replaces the deadline)."""
         with self._lock:
-            if expires_at > self._entries.get(key, 0):
-                self._entries[key] = expires_at
+            self._entries[key] = expires_at
             self._maybe_sweep()
 
     def is_revoked(self, *keys: str) -> bool:

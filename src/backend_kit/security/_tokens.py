@@ -66,7 +66,10 @@ class TokenCodec:
 
     Raises:
         MissingDependencyError: the ``security`` extra is not installed.
-        ConfigurationError: a key is invalid, kids collide, or the first key cannot sign.
+        ConfigurationError: a key is invalid or kids collide.
+
+    When the first key is verify-only (a public key alone), the codec only
+    verifies: :meth:`encode` raises ConfigurationError.
     """
 
     def __init__(
@@ -98,8 +101,6 @@ class TokenCodec:
                     else "at most one JWT key may have no kid"
                 )
             by_kid[key.kid] = key
-        if prepared[0].signing_key is None:
-            raise ConfigurationError("the first (current) JWT key must be able to sign")
 
         self.current_key: Final = prepared[0]
         self._keys_by_kid = by_kid
@@ -126,8 +127,13 @@ class TokenCodec:
         Raises:
             TypeError / ValueError: a claim value is not JSON-serialisable
                 (NaN and infinity included).
+            ConfigurationError: the current key is verify-only.
         """
         key = self.current_key
+        if key.signing_key is None:
+            raise ConfigurationError(
+                "this SecurityManager has only a public key: it verifies tokens but cannot sign them"
+            )
         payload = json.dumps(claims, separators=(",", ":"), allow_nan=False).encode()
         signing_input = key.header_segment + b"." + self._b64encode(payload)
         signature: bytes = key.algorithm_impl.sign(signing_input, key.signing_key)
@@ -157,6 +163,11 @@ class TokenCodec:
                 token, key=key.verifying_key, algorithms=self._algorithm_lists[key.kid]
             )
         except self._signature_error as exc:
+            if self._single_key is not None:
+                # Say "unknown key" rather than "bad signature" when the token
+                # names another key (checked only on this failure path, so the
+                # one-key hot path never parses the header twice).
+                self._key_named_in(token, {key.kid: key})
             raise InvalidTokenError(BAD_SIGNATURE) from exc
         except self._algorithm_error as exc:
             raise InvalidTokenError(BAD_ALGORITHM) from exc
@@ -178,7 +189,9 @@ class TokenCodec:
         self._check_claims(claims, expected_type)
         return claims
 
-    def _key_named_in(self, token: str) -> _PreparedKey:
+    def _key_named_in(
+        self, token: str, keys_by_kid: dict[str | None, _PreparedKey] | None = None
+    ) -> _PreparedKey:
         """The configured key the token's ``kid`` header names (several keys configured)."""
         header_segment = token.partition(".")[0]
         try:
@@ -195,7 +208,7 @@ class TokenCodec:
         kid = header.get("kid")
         if kid is not None and type(kid) is not str:
             raise InvalidTokenError(MALFORMED)
-        key = self._keys_by_kid.get(kid)
+        key = (self._keys_by_kid if keys_by_kid is None else keys_by_kid).get(kid)
         if key is None:
             raise InvalidTokenError(UNKNOWN_KEY)
         return key
