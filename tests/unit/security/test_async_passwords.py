@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -120,3 +122,27 @@ def test_sync_context_manager_closes_the_pool() -> None:
         assert asyncio.run(security.ahash_password(PASSWORD)).startswith("$argon2id$")
     with pytest.raises(RuntimeError):
         asyncio.run(security.adummy_verify())
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="per-thread priority is Linux-only"
+)
+@pytest.mark.parametrize("niceness", [10, 0])
+async def test_hashing_threads_yield_the_cpu_to_the_loop(niceness: int) -> None:
+    security = SecurityManager(secret_key=SECRET, argon2="owasp_minimum", hashing_niceness=niceness)
+    loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+    real_hash = security.password_hasher.hash
+
+    def recording_hash(password: str) -> str:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_hash(password)
+
+    security.password_hasher.hash = recording_hash  # type: ignore[method-assign]
+    try:
+        await security.ahash_password(PASSWORD)
+    finally:
+        await security.aclose()
+    assert seen == [min(19, loop_priority + niceness)]
+    # The loop thread itself is untouched.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_priority
