@@ -27,7 +27,7 @@ _EC_CURVES: Final[dict[str, str]] = {
     "ES384": "secp384r1",
     "ES512": "secp521r1",
 }
-#: NIST SP 800-57 / RFC 8725 §3.5 era guidance: RSA keys of 2048 bits or more.
+#: RFC 7518 §3.3: RSA keys of 2048 bits or more.
 RSA_MIN_KEY_BITS: Final = 2048
 
 #: Algorithms a key may be bound to. ``none`` is not among them, ever.

@@ -30,7 +30,8 @@ logger = logging.getLogger("backend_kit.security")
 
 TokenType = Literal["access", "refresh"]
 
-#: Claims every token must carry (RFC 8725 §3.10-3.11: typed, expiring, identified).
+#: Claims every token must carry. ``type`` keeps access and refresh tokens apart
+#: (RFC 8725 §3.12: mutually exclusive validation rules for different kinds of JWTs).
 REQUIRED_CLAIMS: Final = ("exp", "iat", "sub", "jti", "type")
 #: Claims the manager sets itself; callers may not pass them in ``data``.
 RESERVED_CLAIMS: Final = frozenset({"exp", "iat", "nbf", "jti", "type", "iss", "aud", "fam"})
