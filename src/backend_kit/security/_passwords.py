@@ -321,6 +321,8 @@ class Argon2PasswordHasher:
             return None
         if not isinstance(cast(object, password_hash), str):
             return None
+        if len(password) > self.max_password_bytes:
+            return None  # every character is at least one byte: too long, without encoding it
         size = _utf8_size(password)
         if size is None or size > self.max_password_bytes:
             return None
