@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import subprocess
 import sys
 import textwrap
@@ -357,3 +358,25 @@ def test_missing_security_extra_names_the_install_line() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'backend-kit[security]'" in result.stdout
+
+
+def test_token_hot_paths_import_nothing(manager: SecurityManager) -> None:
+    """PyJWT and the keys are bound in the constructor: create/decode run no import statement."""
+    manager.decode_access_token(manager.create_access_token({"sub": "warm-up"}))
+    imported: list[str] = []
+    real_import = builtins.__import__
+
+    def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+        imported.append(name)
+        return real_import(name, *args, **kwargs)
+
+    builtins.__import__ = spy
+    try:
+        for _ in range(3):
+            token = manager.create_access_token({"sub": "u"})
+            manager.decode_access_token(token)
+            pair = manager.create_token_pair({"sub": "u"})
+            manager.refresh(pair.refresh_token)
+    finally:
+        builtins.__import__ = real_import
+    assert imported == []
