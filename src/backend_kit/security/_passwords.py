@@ -333,7 +333,9 @@ class Argon2PasswordHasher:
         if scheme is None:
             logger.warning("password hash has an unrecognised format; verification fails")
             return None
-        if scheme == "bcrypt" and size > BCRYPT_MAX_PASSWORD_BYTES:
+        if scheme == "bcrypt" and (size > BCRYPT_MAX_PASSWORD_BYTES or "\x00" in password):
+            # bcrypt cannot take these (libpass raises); the password is the
+            # client's input, so answer False quietly rather than log it.
             return None
         return scheme
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import bcrypt
@@ -194,9 +195,26 @@ def test_non_text_inputs_verify_false(hasher: Argon2PasswordHasher) -> None:
     assert hasher.verify("abc\ud800", stored) is False
 
 
-def test_nul_byte_against_bcrypt_is_false_not_an_error(hasher: Argon2PasswordHasher) -> None:
-    # libpass refuses NUL bytes for bcrypt (PasswordValueError): we answer False.
-    assert hasher.verify("pass\x00word", legacy_bcrypt_hash("pass")) is False
+def test_client_input_bcrypt_cannot_take_is_false_and_not_logged(
+    hasher: Argon2PasswordHasher, caplog: pytest.LogCaptureFixture
+) -> None:
+    # libpass refuses NUL bytes for bcrypt (PasswordValueError) and bcrypt 5
+    # raises past 72 bytes: both are the client's input, so False, quietly
+    # (a warning per attempt would let anyone flood the logs).
+    stored = legacy_bcrypt_hash("pass")
+    with caplog.at_level(logging.WARNING, logger="backend_kit.security"):
+        assert hasher.verify("pass\x00word", stored) is False
+        assert hasher.verify("p" * 73, stored) is False
+        assert hasher.verify_and_update("pass\x00", stored) == (False, None)
+    assert caplog.records == []
+
+
+def test_a_malformed_stored_hash_is_logged(
+    hasher: Argon2PasswordHasher, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="backend_kit.security"):
+        assert hasher.verify(PASSWORD, "$2b$04$" + "!" * 53) is False
+    assert "could not be verified" in caplog.text or "unrecognised" in caplog.text
 
 
 # ------------------------------------------------------ legacy and upgrades
