@@ -118,16 +118,23 @@ class RedisCache:
         retries: immediate retries on a connection error (default 1: a pooled
             connection that went stale across a Redis restart is replaced
             transparently; more would multiply the cost of a dead Redis).
+        client: use this sync ``redis.Redis`` instead of one built from ``url``
+            (its pool and timeouts are then yours to choose).
+        async_client: use this ``redis.asyncio.Redis`` instead (it stays bound
+            to the event loop it first ran on).
         **client_options: passed to redis-py's connection pool (``ssl_ca_certs``...).
 
     Raises:
-        ValueError: ``max_connections`` < 1 or a negative timeout.
+        ValueError: neither ``url`` nor a client, ``max_connections`` < 1 or a
+            negative timeout.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        client: redis.Redis | None = None,
+        async_client: aioredis.Redis | None = None,
         max_connections: int = 32,
         pool_timeout: float = 1.0,
         socket_timeout: float = 0.25,
@@ -135,6 +142,8 @@ class RedisCache:
         retries: int = 1,
         **client_options: Any,
     ) -> None:
+        if url is None and client is None and async_client is None:
+            raise ValueError("RedisCache needs a url, a client or an async_client")
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         if min(pool_timeout, socket_timeout, socket_connect_timeout) < 0 or retries < 0:
@@ -148,24 +157,31 @@ class RedisCache:
             **client_options,
         }
         self._retries = retries
-        self._sync: redis.Redis | None = None
-        self._sync_unlock: Any = None
+        self._sync: redis.Redis | None = client
+        self._sync_unlock: Any = None if client is None else client.register_script(_UNLOCK_SCRIPT)
         self._async: _AsyncState | None = None
+        self._given_async = async_client
 
     def __repr__(self) -> str:
-        return f"RedisCache({redact_url(self._url)!r}, max_connections={self._max_connections})"
+        where = "<client>" if self._url is None else redact_url(self._url)
+        return f"RedisCache({where!r}, max_connections={self._max_connections})"
 
     @property
-    def url(self) -> str:
-        """The URL with any password replaced by ``***``."""
-        return redact_url(self._url)
+    def url(self) -> str | None:
+        """The URL with any password replaced by ``***`` (``None`` when built from clients)."""
+        return None if self._url is None else redact_url(self._url)
+
+    def _require_url(self, which: str) -> str:
+        if self._url is None:
+            raise CacheBackendError(f"RedisCache was built without a url or {which} client")
+        return self._url
 
     # ------------------------------------------------------------ clients
     def _sync_client(self) -> redis.Redis:
         client = self._sync
         if client is None:
             pool = redis.BlockingConnectionPool.from_url(
-                self._url,
+                self._require_url("sync"),
                 max_connections=self._max_connections,
                 timeout=self._pool_timeout,
                 retry=SyncRetry(NoBackoff(), self._retries),
@@ -181,21 +197,22 @@ class RedisCache:
         state = self._async
         if state is not None and state.loop is loop:
             return state
+        slots = _AsyncSlots(self._max_connections, self._pool_timeout)
+        if self._given_async is not None:
+            state = _AsyncState(loop, self._given_async, slots)
+            self._async = state
+            return state
         # A new loop: connections of the old one cannot be used (nor closed) here.
         from redis.asyncio.retry import Retry  # noqa: PLC0415 - the asyncio flavour
 
         pool = aioredis.ConnectionPool.from_url(
-            self._url,
+            self._require_url("async"),
             # Room for lock waiters' pub/sub connections on top of the command slots.
             max_connections=self._max_connections * 2,
             retry=Retry(NoBackoff(), self._retries),
             **self._options,
         )
-        state = _AsyncState(
-            loop,
-            aioredis.Redis(connection_pool=pool),
-            _AsyncSlots(self._max_connections, self._pool_timeout),
-        )
+        state = _AsyncState(loop, aioredis.Redis(connection_pool=pool), slots)
         self._async = state
         return state
 
