@@ -202,6 +202,7 @@ def test_lock_commands_per_waiting_process_are_bounded(private_redis: PrivateRed
     assert sorted(outputs) == ["0", "0", "0", "1"]
     # Per process: GET, SET NX, and for waiters SUBSCRIBE + GET + GET (+ the
     # connection's CLIENT SETINFO handshakes); the counter INCR is the test's.
+    print(f"commands for one miss across 4 processes x 50 calls: {used}")
     assert used <= 4 * 20, used
 
 

@@ -19,6 +19,27 @@ PINNED: dict[str, list[str]] = {
         "MissingDependencyError",
         "__version__",
     ],
+    "backend_kit.cache": [
+        "AsyncCachedFunction",
+        "CacheBackend",
+        "CacheBackendError",
+        "CacheDecorator",
+        "CacheError",
+        "CacheEvent",
+        "CacheHooks",
+        "CacheManager",
+        "CacheStats",
+        "CachedFunction",
+        "JsonSerializer",
+        "LockingCacheBackend",
+        "MemoryCache",
+        "Outcome",
+        "PickleSerializer",
+        "Serializer",
+        "SignedSerializer",
+        "UnkeyableArgumentError",
+        "canonical_text",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.
