@@ -61,7 +61,7 @@ def test_bound_arguments_share_a_key() -> None:
 def test_key_shape_and_golden_value() -> None:
     """The exact key of a known call: a change here breaks every deployed cache.
 
-    The digest is sha256("42,'EUR'")[:32], the canonical text of (42, "EUR").
+    The digest is blake2b("42,'EUR'", digest_size=16), the canonical text of (42, "EUR").
     """
 
     def price(item_id: int, currency: str = "EUR") -> None:
@@ -69,7 +69,7 @@ def test_key_shape_and_golden_value() -> None:
 
     price.__module__, price.__qualname__ = "shop", "price"
     keys = KeyBuilder(price, namespace="app", skip_first=False)
-    assert keys.build((42,), {}) == "app:shop.price:3f12945e782200d9c6cff437e9212715"
+    assert keys.build((42,), {}) == "app:shop.price:a7d89cefb7defe7411d0a0b59eb4e30b"
     versioned = KeyBuilder(price, namespace="app", skip_first=False, version=2)
     assert versioned.build((42,), {}).startswith("app:shop.price@2:")
 

