@@ -184,11 +184,13 @@ def test_methods_leave_self_out_and_classmethods_work(manager: CacheManager) -> 
     assert first.find(1) == "item1"
     assert second.find(1) == "item1"  # self is not part of the key
     assert first.find.cache_key(1) == Repo.find.cache_key(second, 1)
-    assert Repo.build(2) == "built2"
+    # mypy cannot see through cache_result above @classmethod (documented):
+    # the runtime binding is what this test pins.
+    assert Repo.build(2) == "built2"  # type: ignore[call-arg, arg-type]
     assert first.build(2) == "built2"
     assert calls == ["first:1", "Repo:2"]
     assert first.find.invalidate(1) is True
-    assert Repo.build.invalidate(2) is True
+    assert Repo.build.invalidate(2) is True  # type: ignore[call-arg, arg-type]
     first.find(1)
     assert len(calls) == 3
 
@@ -391,15 +393,21 @@ async def test_early_refresh_recomputes_before_expiry(manager: CacheManager) -> 
     assert await version() == 2
     assert version.stats().refreshes == 1
 
+
+def test_early_refresh_sync(manager: CacheManager) -> None:
+    calls = 0
+
     @manager.cache_result(ttl=1.0, early_refresh=0.8)
     def sync_version() -> int:
         nonlocal calls
         calls += 1
         return calls
 
-    assert sync_version() == 3
+    assert sync_version() == 1
+    assert sync_version() == 1
     time.sleep(0.3)
-    assert sync_version() == 4
+    assert sync_version() == 2
+    assert sync_version() == 2
 
 
 async def test_hooks_and_stats_see_every_call(backend: CacheBackend, unique_name: str) -> None:
@@ -427,9 +435,7 @@ async def test_signed_pickle_round_trips_and_rejects_tampering(
 ) -> None:
     import datetime
 
-    manager = CacheManager(
-        backend, namespace=unique_name, serializer=PickleSerializer("s" * 32)
-    )
+    manager = CacheManager(backend, namespace=unique_name, serializer=PickleSerializer("s" * 32))
     calls = 0
 
     @manager.cache_result(ttl=30)

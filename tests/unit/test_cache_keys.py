@@ -83,7 +83,10 @@ def test_self_exclude_template_and_callable_keys() -> None:
     template = KeyBuilder(method, namespace="ns", skip_first=True, key="user:{user_id}")
     assert template.build((object(), 5), {}) == "ns:user:5"
     from_callable = KeyBuilder(
-        method, namespace="ns", skip_first=True, key=lambda self, user_id, session=None: f"u{user_id}"
+        method,
+        namespace="ns",
+        skip_first=True,
+        key=lambda self, user_id, session=None: f"u{user_id}",
     )
     assert from_callable.build((None, 6), {}) == "ns:u6"
     with pytest.raises(ValueError, match="nope"):
@@ -125,10 +128,12 @@ keyable = st.recursive(
     | st.floats(allow_nan=False)
     | st.text(max_size=8)
     | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=4), inner, max_size=4)
-    | st.frozensets(st.integers() | st.text(max_size=4), max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+        | st.frozensets(st.integers() | st.text(max_size=4), max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -176,7 +181,12 @@ def test_keys_are_stable_across_processes() -> None:
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
         )
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1]

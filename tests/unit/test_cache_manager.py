@@ -24,7 +24,11 @@ from backend_kit.cache import (
 from backend_kit.errors import ConfigurationError
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=15,
 )
@@ -39,7 +43,14 @@ def test_json_native_values_round_trip(use_orjson: bool, value: Any) -> None:
 
 @pytest.mark.parametrize("use_orjson", [True, False])
 @pytest.mark.parametrize(
-    "value", [float("nan"), [float("inf")], {1: "int key"}, {"when": __import__("datetime").date.today()}, {1, 2}]
+    "value",
+    [
+        float("nan"),
+        [float("inf")],
+        {1: "int key"},
+        {"when": __import__("datetime").date.today()},
+        {1, 2},
+    ],
 )
 def test_json_refuses_what_would_not_round_trip(use_orjson: bool, value: object) -> None:
     with pytest.raises((TypeError, ValueError)):
@@ -48,7 +59,9 @@ def test_json_refuses_what_would_not_round_trip(use_orjson: bool, value: object)
 
 def test_signed_serializer_verifies_and_rotates() -> None:
     old = SignedSerializer(JsonSerializer(), "old-secret-0123456789")
-    new = SignedSerializer(JsonSerializer(), "new-secret-0123456789", old_secrets=["old-secret-0123456789"])
+    new = SignedSerializer(
+        JsonSerializer(), "new-secret-0123456789", old_secrets=["old-secret-0123456789"]
+    )
     assert new.loads(old.dumps({"a": 1})) == {"a": 1}
     with pytest.raises(ValueError, match="signature"):
         old.loads(new.dumps({"a": 1}))
@@ -80,7 +93,9 @@ def test_ttl_forms_and_other_validation() -> None:
         CacheManager(MemoryCache(), namespace="")
 
 
-def test_from_url_and_from_env(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_from_url_and_from_env(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     memory = CacheManager.from_url("memory://?max_entries=5")
     assert isinstance(memory.backend, MemoryCache)
     assert memory.backend.max_entries == 5

@@ -16,7 +16,9 @@ async def run(report: Report) -> None:
     url = os.environ.get("REDIS_URL", "").strip()
     namespace = f"bk_demo_{uuid.uuid4().hex[:8]}"  # never collides with real data
     manager = CacheManager.from_url(url or "memory://", namespace=namespace)
-    report.part("cache", f"Redis at {redact_url(url)}" if url else "MemoryCache (set REDIS_URL for Redis)")
+    report.part(
+        "cache", f"Redis at {redact_url(url)}" if url else "MemoryCache (set REDIS_URL for Redis)"
+    )
     computed = 0
 
     @manager.cache_result(ttl=60)

@@ -47,7 +47,11 @@ class CoolDown:
         now = time.monotonic()
         self.blocked_until = now + self.cooldown if self.cooldown > 0 else 0.0
         if now >= self._next_log:
-            more = f" ({self._suppressed} more failures since the last warning)" if self._suppressed else ""
+            more = (
+                f" ({self._suppressed} more failures since the last warning)"
+                if self._suppressed
+                else ""
+            )
             self._logger.warning(
                 "cache backend failed on %s (%s: %s); calling through without the cache for %.1f s%s",
                 operation,

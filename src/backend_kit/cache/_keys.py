@@ -16,11 +16,11 @@ import datetime
 import decimal
 import enum
 import fractions
-from hashlib import blake2b
 import inspect
 import pathlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from hashlib import blake2b
 from typing import Any
 
 __all__ = ["KeyBuilder", "UnkeyableArgumentError", "canonical_text"]
@@ -241,7 +241,9 @@ class KeyBuilder:
             values = self.bound_values(args, kwargs)
         text = ",".join(
             [
-                repr(values[i]) if type(values[i]) in _REPR_TYPES else self._encode_argument(i, values[i])
+                repr(values[i])
+                if type(values[i]) in _REPR_TYPES
+                else self._encode_argument(i, values[i])
                 for i in self._keep
             ]
         )

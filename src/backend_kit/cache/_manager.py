@@ -138,7 +138,7 @@ class CacheManager:
             except ValueError as exc:
                 raise ConfigurationError(f"bad memory cache URL {url!r}: {exc}") from None
         elif parts.scheme in ("redis", "rediss", "unix"):
-            from backend_kit.cache.redis import RedisCache  # noqa: PLC0415 - needs the extra
+            from backend_kit.cache.redis import RedisCache  # lazily: needs the extra
 
             backend = RedisCache(url, **backend_options)
         else:
@@ -345,7 +345,10 @@ class CacheManager:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -353,6 +356,9 @@ class CacheManager:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()

@@ -141,8 +141,8 @@ class MemoryCache:
         held = self._locks.get(name)
         return held is not None and held[1] > time.monotonic()
 
-    def wait_for_value(self, key: str, lock_name: str, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + timeout
+    def wait_for_value(self, key: str, lock_name: str, max_wait: float) -> bytes | None:
+        deadline = time.monotonic() + max_wait
         with self._released:
             while self._held(lock_name):
                 remaining = deadline - time.monotonic()
@@ -151,8 +151,8 @@ class MemoryCache:
                 self._released.wait(remaining)
         return self.get(key)
 
-    async def await_for_value(self, key: str, lock_name: str, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + timeout
+    async def await_for_value(self, key: str, lock_name: str, max_wait: float) -> bytes | None:
+        deadline = time.monotonic() + max_wait
         pause = _WAIT_FIRST_SLEEP
         while True:
             with self._mutex:

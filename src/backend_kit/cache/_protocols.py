@@ -81,7 +81,7 @@ class LockingCacheBackend(CacheBackend, Protocol):
     The lock protects one computation: the holder computes, stores, then
     :meth:`unlock` releases the lock and wakes the waiters; a waiter calls
     :meth:`wait_for_value` and gets the stored value, or ``None`` after
-    ``timeout`` seconds (then it computes anyway).
+    ``max_wait`` seconds (then it computes anyway).
     """
 
     def lock(self, name: str, ttl: float) -> str | None:
@@ -100,11 +100,11 @@ class LockingCacheBackend(CacheBackend, Protocol):
         """Async :meth:`unlock`."""
         ...
 
-    def wait_for_value(self, key: str, lock_name: str, timeout: float) -> bytes | None:
+    def wait_for_value(self, key: str, lock_name: str, max_wait: float) -> bytes | None:
         """Wait (bounded, never busy) until ``lock_name`` is released; return ``key``'s value."""
         ...
 
-    async def await_for_value(self, key: str, lock_name: str, timeout: float) -> bytes | None:
+    async def await_for_value(self, key: str, lock_name: str, max_wait: float) -> bytes | None:
         """Async :meth:`wait_for_value`."""
         ...
 
@@ -155,12 +155,12 @@ class CacheHooks(Protocol):
 
     def on_hit(self, event: CacheEvent) -> None:
         """A call served from the cache (``hit``)."""
-        return None
+        return None  # noqa: RET501 - a real (do-nothing) default, not an abstract method
 
     def on_miss(self, event: CacheEvent) -> None:
         """A call that computed its result (``miss``, ``joined`` or ``bypass``)."""
-        return None
+        return None  # noqa: RET501 - a real (do-nothing) default, not an abstract method
 
     def on_error(self, event: CacheEvent) -> None:
         """The backend failed (the call still returned: the cache fails open)."""
-        return None
+        return None  # noqa: RET501 - a real (do-nothing) default, not an abstract method

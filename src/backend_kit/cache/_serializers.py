@@ -47,7 +47,7 @@ class JsonSerializer:
         orjson: Any = None
         if use_orjson is not False:
             try:
-                import orjson  # noqa: PLC0415 - optional speed-up, imported only when used
+                import orjson  # optional speed-up, imported only when used
             except ImportError:
                 if use_orjson:
                     raise
@@ -92,7 +92,7 @@ def _check_floats(value: object) -> None:
         elif tp is dict:
             stack.extend(item.values())  # type: ignore[attr-defined]
         elif tp is list or tp is tuple:
-            stack.extend(item)  # type: ignore[call-overload]
+            stack.extend(item)  # type: ignore[arg-type]
 
 
 def _secret_bytes(secret: str | bytes) -> bytes:

@@ -22,7 +22,12 @@ from backend_kit.errors import CacheBackendError
 if TYPE_CHECKING:
     from backend_kit.cache._cooldown import CoolDown
     from backend_kit.cache._keys import KeyBuilder
-    from backend_kit.cache._protocols import CacheBackend, CacheHooks, LockingCacheBackend, Serializer
+    from backend_kit.cache._protocols import (
+        CacheBackend,
+        CacheHooks,
+        LockingCacheBackend,
+        Serializer,
+    )
     from backend_kit.cache._stats import CacheStats, Counters
 
 __all__ = ["AsyncCachedFunction", "CachedFunction", "FunctionCache"]
@@ -484,6 +489,10 @@ class _WrapperBase:
 
     _cache: FunctionCache
     _bound: tuple[Any, ...]
+    # Set by functools.update_wrapper; declared for type checkers.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
 
     def _setup(self, cache: FunctionCache, bound: tuple[Any, ...]) -> None:
         self._cache = cache
@@ -553,11 +562,7 @@ class CachedFunction(_WrapperBase, Generic[P, R]):
                     value = cache.corrupt(key, exc)
             else:
                 value = cache.decode(raw, key)
-                if (
-                    value is not _MISS
-                    and key not in cache.refreshing
-                    and cache.refresh_due(raw)
-                ):
+                if value is not _MISS and key not in cache.refreshing and cache.refresh_due(raw):
                     return cache.srefresh(key, args, kwargs, value)  # type: ignore[no-any-return]
             if value is not _MISS:
                 cache.counters.hits += 1
@@ -681,4 +686,3 @@ class AsyncCachedFunction(_WrapperBase, Generic[P, R]):
     ) -> AsyncCachedFunction[P2, R]: ...
     def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
         return self._bind(instance, owner)
-

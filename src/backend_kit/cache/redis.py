@@ -18,7 +18,7 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import deque  # noqa: E402
 from types import TracebackType  # noqa: E402
-from typing import Any, Self  # noqa: E402
+from typing import Any, Self, cast  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -203,7 +203,7 @@ class RedisCache:
             self._async = state
             return state
         # A new loop: connections of the old one cannot be used (nor closed) here.
-        from redis.asyncio.retry import Retry  # noqa: PLC0415 - the asyncio flavour
+        from redis.asyncio.retry import Retry  # the asyncio flavour
 
         pool = aioredis.ConnectionPool.from_url(
             self._require_url("async"),
@@ -281,27 +281,27 @@ class RedisCache:
         except _DRIVER_ERRORS as exc:
             raise _failure("unlock", exc) from exc
 
-    def wait_for_value(self, key: str, lock_name: str, timeout: float) -> bytes | None:
+    def wait_for_value(self, key: str, lock_name: str, max_wait: float) -> bytes | None:
         client = self._sync_client()
         try:
-            pubsub = client.pubsub()
+            pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(lock_name)
                 # The holder may have finished between our failed SET NX and SUBSCRIBE.
-                value: bytes | None = client.get(key)  # type: ignore[assignment]
+                value = cast("bytes | None", client.get(key))
                 if value is not None:
                     return value
-                deadline = time.monotonic() + timeout
-                poll = timeout / 4  # a lost PUBLISH costs at most a quarter of the wait
+                deadline = time.monotonic() + max_wait
+                poll = max_wait / 4  # a lost PUBLISH costs at most a quarter of the wait
                 next_poll = time.monotonic() + poll
                 while (now := time.monotonic()) < deadline:
                     message = pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=min(next_poll, deadline) - now
                     )
                     if message is not None:
-                        return client.get(key)  # type: ignore[return-value]
+                        return cast("bytes | None", client.get(key))
                     if time.monotonic() >= next_poll:
-                        value = client.get(key)  # type: ignore[assignment]
+                        value = cast("bytes | None", client.get(key))
                         if value is not None:
                             return value
                         next_poll += poll
@@ -383,10 +383,10 @@ class RedisCache:
     async def aunlock(self, name: str, token: str) -> None:
         await self._run("unlock", _aunlock, name, token)
 
-    async def await_for_value(self, key: str, lock_name: str, timeout: float) -> bytes | None:
+    async def await_for_value(self, key: str, lock_name: str, max_wait: float) -> bytes | None:
         state = self._async_state()
         try:
-            return await _await_value(state, key, lock_name, timeout)
+            return await _await_value(state, key, lock_name, max_wait)
         except _DRIVER_ERRORS as exc:
             raise _failure("lock wait", exc) from exc
 
@@ -395,7 +395,10 @@ class RedisCache:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -403,7 +406,10 @@ class RedisCache:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -447,7 +453,9 @@ async def _aunlock(state: _AsyncState, name: str, token: str) -> None:
     await state.unlock(keys=[name], args=[token])
 
 
-async def _await_value(state: _AsyncState, key: str, lock_name: str, timeout: float) -> bytes | None:
+async def _await_value(
+    state: _AsyncState, key: str, lock_name: str, max_wait: float
+) -> bytes | None:
     client = state.client
     pubsub = client.pubsub()
     try:
@@ -457,8 +465,8 @@ async def _await_value(state: _AsyncState, key: str, lock_name: str, timeout: fl
         if value is not None:
             return value
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        poll = timeout / 4  # a lost PUBLISH costs at most a quarter of the wait
+        deadline = loop.time() + max_wait
+        poll = max_wait / 4  # a lost PUBLISH costs at most a quarter of the wait
         next_poll = loop.time() + poll
         while (now := loop.time()) < deadline:
             message = await pubsub.get_message(
