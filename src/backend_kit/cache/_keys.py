@@ -156,6 +156,7 @@ class KeyBuilder:
         "_fast_ok",
         "_hashed",
         "_keep",
+        "_keep_slice",
         "_key_callable",
         "_names",
         "_nparams",
@@ -190,6 +191,13 @@ class KeyBuilder:
         self._keep = tuple(
             i for i, name in enumerate(names) if name not in excluded and name not in first_skipped
         )
+        # The kept parameters are nearly always a contiguous run (all, or all
+        # but self): then one slice picks them.
+        keep = self._keep
+        contiguous = not keep or keep == tuple(range(keep[0], keep[-1] + 1))
+        self._keep_slice = slice(keep[0], keep[-1] + 1) if keep and contiguous else None
+        if not keep:
+            self._keep_slice = slice(0, 0)
         self._names = tuple(names)
         self._nparams = len(params)
         # The fast binder handles the common shape: only positional-or-keyword
@@ -239,14 +247,18 @@ class KeyBuilder:
             values = args  # the common call: every parameter passed positionally
         else:
             values = self.bound_values(args, kwargs)
-        text = ",".join(
-            [
-                repr(values[i])
-                if type(values[i]) in _REPR_TYPES
-                else self._encode_argument(i, values[i])
-                for i in self._keep
-            ]
-        )
+        keep = self._keep_slice
+        kept = values[keep] if keep is not None else tuple(values[i] for i in self._keep)
+        if _REPR_TYPES.issuperset(map(type, kept)):
+            # All plain literals (the usual case): two passes in C, no Python frame.
+            text = ",".join(map(repr, kept))
+        else:
+            text = ",".join(
+                [
+                    repr(value) if type(value) in _REPR_TYPES else self._encode_argument(i, value)
+                    for i, value in zip(self._keep, kept, strict=True)
+                ]
+            )
         # BLAKE2b with a 128-bit digest: as collision-safe here as SHA-256
         # truncated to 128 bits, and ~40 % cheaper for short inputs (the key
         # is built on every hit).

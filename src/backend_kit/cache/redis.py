@@ -218,8 +218,9 @@ class RedisCache:
 
     # --------------------------------------------------------------- sync
     def get(self, key: str) -> bytes | None:
+        client = self._sync or self._sync_client()
         try:
-            return self._sync_client().get(key)  # type: ignore[return-value]
+            return client.get(key)  # type: ignore[return-value]
         except _DRIVER_ERRORS as exc:
             raise _failure("GET", exc) from exc
 
