@@ -452,3 +452,94 @@ async def test_signed_pickle_round_trips_and_rejects_tampering(
     await backend.aset(key, stored[:-1] + bytes([stored[-1] ^ 1]), 30)
     assert await when() == datetime.date(2024, 1, 2)  # tampered value: a miss
     await manager.aclear()
+
+
+def test_cache_if_and_template_keys(manager: CacheManager, unique_name: str) -> None:
+    calls: list[int] = []
+
+    @manager.cache_result(ttl=30, cache_if=lambda result: result is not None)
+    def maybe(n: int) -> int | None:
+        calls.append(n)
+        return n if n > 0 else None
+
+    assert maybe(0) is None
+    assert maybe(0) is None
+    assert maybe(2) == 2
+    assert maybe(2) == 2
+    assert calls == [0, 0, 2]
+
+    @manager.cache_result(ttl=30, key="user:{user_id}")
+    def user(user_id: int) -> str:
+        calls.append(user_id)
+        return f"u{user_id}"
+
+    assert user.cache_key(9) == f"{unique_name}:user:9"
+    assert user(9) == user(9) == "u9"
+    assert calls.count(9) == 1
+    assert manager.invalidate_key(f"{unique_name}:user:9") == 1
+
+
+def test_lock_holder_and_waiter_sync(manager: CacheManager) -> None:
+    """Two wrappers of one function share keys but not their in-process flights:
+    the second must wait on the backend lock (sync path) and read the first's value."""
+    calls = 0
+    started = threading.Event()
+
+    def compute(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        started.set()
+        time.sleep(0.3)
+        return n * 10
+
+    first = manager.cache_result(ttl=30, lock=True, lock_timeout=5)(compute)
+    second = manager.cache_result(ttl=30, lock=True, lock_timeout=5)(compute)
+    assert first.cache_key(4) == second.cache_key(4)
+    results: list[int] = []
+    holder = threading.Thread(target=lambda: results.append(first(4)))
+    holder.start()
+    assert started.wait(5)
+    assert second(4) == 40  # waited for the holder instead of computing
+    holder.join(timeout=5)
+    assert results == [40]
+    assert calls == 1
+    assert second.stats().joined == 1
+
+
+async def test_lock_holder_and_waiter_async(manager: CacheManager) -> None:
+    calls = 0
+
+    async def compute(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.3)
+        return n * 10
+
+    first = manager.cache_result(ttl=30, lock=True, lock_timeout=5)(compute)
+    second = manager.cache_result(ttl=30, lock=True, lock_timeout=5)(compute)
+    holder = asyncio.create_task(first(5))
+    await asyncio.sleep(0.05)
+    assert await second(5) == 50
+    assert await holder == 50
+    assert calls == 1
+    assert second.stats().joined == 1
+
+
+async def test_lock_wait_is_bounded_then_computes(
+    manager: CacheManager, backend: CacheBackend
+) -> None:
+    calls = 0
+
+    @manager.cache_result(ttl=30, lock=True, lock_timeout=0.3)
+    async def value() -> int:
+        nonlocal calls
+        calls += 1
+        return 7
+
+    lock_name = value.cache_key() + ":lock"
+    assert await backend.alock(lock_name, 30) is not None  # type: ignore[attr-defined]
+    started = time.monotonic()
+    assert await value() == 7  # the holder never finishes: compute after the wait
+    assert 0.25 <= time.monotonic() - started < 3
+    assert calls == 1
+    await backend.adelete(lock_name)

@@ -303,3 +303,26 @@ def test_redis_cache_repr_and_errors_hide_the_password() -> None:
         backend.get("x")
     assert "hunter2" not in str(info.value)
     assert os.environ.get("NOT_SET_FOR_SURE_BK") is None
+
+
+def test_one_manager_across_several_event_loops(redis_url: str, unique_name: str) -> None:
+    """Scripts and workers that call asyncio.run repeatedly keep one module-level manager."""
+    manager = CacheManager(RedisCache(redis_url), namespace=unique_name)
+    calls = 0
+
+    @manager.cache_result(ttl=30)
+    async def answer() -> int:
+        nonlocal calls
+        calls += 1
+        return 42
+
+    assert asyncio.run(answer()) == 42
+    assert asyncio.run(answer()) == 42  # a new loop: a new client, no "different loop" error
+    assert calls == 1
+    assert manager.stats().errors == 0
+
+    async def finish() -> None:
+        await manager.aclear()
+        await manager.aclose()
+
+    asyncio.run(finish())

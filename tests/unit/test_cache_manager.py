@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from backend_kit.cache import (
     CacheBackendError,
+    CacheEvent,
+    CacheHooks,
     CacheManager,
     JsonSerializer,
     MemoryCache,
@@ -199,9 +201,18 @@ class BrokenBackend(MemoryCache):
         self.set(key, value, ttl)
 
 
+class ErrorRecorder(CacheHooks):
+    def __init__(self) -> None:
+        self.errors: list[CacheEvent] = []
+
+    def on_error(self, event: CacheEvent) -> None:
+        self.errors.append(event)
+
+
 def test_fail_open_cools_down_then_probes(caplog: pytest.LogCaptureFixture) -> None:
     backend = BrokenBackend()
-    manager = CacheManager(backend, cooldown=0.2)
+    hooks = ErrorRecorder()
+    manager = CacheManager(backend, cooldown=0.2, hooks=hooks)
 
     @manager.cache_result(ttl=30)
     def double(n: int) -> int:
@@ -213,6 +224,8 @@ def test_fail_open_cools_down_then_probes(caplog: pytest.LogCaptureFixture) -> N
     assert caplog.text.count("cache backend failed") == 1  # one warning per interval
     stats = double.stats()
     assert (stats.errors, stats.bypassed, stats.computations) == (1, 99, 100)
+    assert [e.outcome for e in hooks.errors] == ["error"]
+    assert isinstance(hooks.errors[0].error, CacheBackendError)
     backend.broken = False
     time.sleep(0.25)
     assert double(1) == 2  # the probe succeeds: caching resumes

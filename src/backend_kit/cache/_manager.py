@@ -217,6 +217,7 @@ class CacheManager:
         early_refresh: Seconds | None = None,
         serializer: Serializer | None = None,
         version: str | int | None = None,
+        cache_if: Callable[[Any], bool] | None = None,
     ) -> CacheDecorator:
         """Cache the results of a ``def`` or ``async def`` function, method or classmethod.
 
@@ -238,6 +239,9 @@ class CacheManager:
                 one (so a hot key never expires under load).
             serializer: overrides the manager's serializer for this function.
             version: added to the key prefix; bump it when the result's shape changes.
+            cache_if: store a result only when this returns True for it (for
+                example ``lambda r: r is not None``); other results are returned
+                uncached.
 
         Raises:
             ValueError: a non-positive ``ttl``/``lock_timeout``, an
@@ -283,6 +287,7 @@ class CacheManager:
                 logger=logger,
                 counters=Counters(),
                 binds_owner=binds_owner,
+                cache_if=cache_if,
             )
             self._functions.append(cache)
             if inspect.iscoroutinefunction(target):

@@ -81,6 +81,7 @@ class FunctionCache:
         logger: logging.Logger,
         counters: Counters,
         binds_owner: bool,
+        cache_if: Callable[[Any], bool] | None = None,
     ) -> None:
         self.func = func
         self.name = f"{func.__module__}.{func.__qualname__}"
@@ -99,6 +100,7 @@ class FunctionCache:
         self.logger = logger
         self.counters = counters
         self.binds_owner = binds_owner
+        self.cache_if = cache_if
         self.skip_first = keys.skips_first
         # Async stampede protection: key -> None (a GET is in flight) or the
         # future joiners await. Per event loop (futures are loop-bound).
@@ -151,7 +153,9 @@ class FunctionCache:
         return len(raw) >= _HEADER_LEN and _REFRESH_HEADER.unpack_from(raw, 1)[0] <= time.time()
 
     def encode(self, result: Any) -> bytes | None:
-        """The bytes to store, or ``None`` (logged) when the serializer refuses the result."""
+        """The bytes to store, or ``None``: refused by ``cache_if``, or by the serializer (logged)."""
+        if self.cache_if is not None and not self.cache_if(result):
+            return None
         try:
             payload = self.dumps(result)
         except (TypeError, ValueError) as exc:
