@@ -191,3 +191,14 @@ def test_keys_are_stable_across_processes() -> None:
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1]
     assert outputs[0].count("ns:svc.fetch:") == 2
+
+
+def test_key_memo_is_bounded_and_never_mixes_calls() -> None:
+    keys = builder()
+    first = [keys.build((n,), {}) for n in range(2000)]
+    again = [keys.build((n,), {}) for n in range(2000)]
+    assert first == again
+    assert len(set(first)) == 2000
+    assert len(keys._memo) <= 512
+    big = keys.build(("x" * 1000,), {})
+    assert big not in keys._memo.values()

@@ -26,6 +26,8 @@ from typing import Any
 __all__ = ["KeyBuilder", "UnkeyableArgumentError", "canonical_text"]
 
 _DIGEST_BYTES = 16  # 128-bit BLAKE2b digest: 32 hex digits in the key
+_MEMO_ENTRIES = 512  # canonical texts whose key each function remembers...
+_MEMO_MAX_TEXT = 256  # ...when they are at most this many characters
 
 # Types whose repr() is a stable, unambiguous literal (no address, no hash order).
 _REPR_TYPES: frozenset[type] = frozenset(
@@ -158,6 +160,7 @@ class KeyBuilder:
         "_keep",
         "_keep_slice",
         "_key_callable",
+        "_memo",
         "_names",
         "_nparams",
         "_signature",
@@ -199,6 +202,7 @@ class KeyBuilder:
         if not keep:
             self._keep_slice = slice(0, 0)
         self._names = tuple(names)
+        self._memo: dict[str, str] = {}
         self._nparams = len(params)
         # The fast binder handles the common shape: only positional-or-keyword
         # parameters, called positionally. Anything else goes through
@@ -259,11 +263,20 @@ class KeyBuilder:
                     for i, value in zip(self._keep, kept, strict=True)
                 ]
             )
-        # BLAKE2b with a 128-bit digest: as collision-safe here as SHA-256
-        # truncated to 128 bits, and ~40 % cheaper for short inputs (the key
-        # is built on every hit).
-        digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES)
-        return self.function_prefix + digest.hexdigest()
+        # Hot keys repeat: remember the last few hundred texts' keys (the text
+        # is the injective form, so the memo can never mix two calls up).
+        memo = self._memo
+        key = memo.get(text)
+        if key is None:
+            # BLAKE2b with a 128-bit digest: as collision-safe here as SHA-256
+            # truncated to 128 bits, and ~40 % cheaper for short inputs.
+            digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES)
+            key = self.function_prefix + digest.hexdigest()
+            if len(text) <= _MEMO_MAX_TEXT:  # big arguments are not worth the memory
+                if len(memo) >= _MEMO_ENTRIES:
+                    memo.clear()  # crude, O(1) amortized, and safe under threads
+                memo[text] = key
+        return key
 
     def _encode_argument(self, index: int, value: object) -> str:
         try:
