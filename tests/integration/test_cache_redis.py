@@ -268,6 +268,58 @@ async def test_redis_killed_and_restarted_async(private_redis: PrivateRedis) -> 
 
 
 @pytest.mark.fault
+async def test_redis_killed_and_restarted_under_continuous_traffic(
+    private_redis: PrivateRedis,
+) -> None:
+    """Ten callers keep calling while the server is SIGKILLed and restarted under them."""
+    manager = _fault_manager(private_redis.url)
+
+    @manager.cache_result(ttl=60)
+    async def double(n: int) -> int:
+        await asyncio.sleep(0)
+        return n * 2
+
+    stop = asyncio.Event()
+    failures: list[BaseException] = []
+    wrong: list[tuple[int, int]] = []
+    completed = 0
+
+    async def caller(worker: int) -> None:
+        nonlocal completed
+        n = worker
+        while not stop.is_set():
+            n = (n + 7) % 50
+            try:
+                result = await double(n)
+            except Exception as exc:
+                failures.append(exc)
+                continue
+            if result != n * 2:
+                wrong.append((n, result))
+            completed += 1
+            await asyncio.sleep(0.001)
+
+    tasks = [asyncio.create_task(caller(i)) for i in range(10)]
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(private_redis.kill)
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(private_redis.start)
+    await asyncio.sleep(0.8)  # past the cool-down: caching resumes under the same traffic
+    hits_before_stop = manager.stats().hits
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    assert failures == []
+    assert wrong == []
+    assert completed > 100
+    stats = manager.stats()
+    assert stats.errors >= 1
+    assert stats.bypassed > 0
+    assert stats.hits > hits_before_stop  # hits again after the restart
+    await manager.aclose()
+
+
+@pytest.mark.fault
 def test_redis_killed_and_restarted_sync(private_redis: PrivateRedis) -> None:
     manager = _fault_manager(private_redis.url)
 
