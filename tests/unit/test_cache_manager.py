@@ -297,3 +297,40 @@ def test_wrapper_keeps_metadata_and_hook_errors_are_contained(
         assert documented(2) == 4
         assert documented(2) == 4
     assert "hook" in caplog.text
+
+
+class Moody:
+    """A custom serializer that fails in ways the protocol does not promise."""
+
+    def dumps(self, value: Any) -> bytes:
+        if value == "refuse":
+            raise RuntimeError("cannot store this")
+        return str(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        if data == b"poison":
+            raise KeyError("bad data")
+        return data.decode()
+
+
+async def test_any_serializer_failure_is_a_miss_or_uncached_never_a_hang() -> None:
+    backend = MemoryCache()
+    manager = CacheManager(backend, serializer=Moody())
+    calls = 0
+
+    @manager.cache_result(ttl=30)
+    async def value(mode: str) -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return mode
+
+    backend.set(value.cache_key("ok"), b"poison", 30)
+    assert await asyncio.gather(*(value("ok") for _ in range(5))) == ["ok"] * 5
+    assert calls == 1
+    assert await asyncio.wait_for(value("ok"), 1) == "ok"  # the key is not stranded
+    assert await value("refuse") == "refuse"  # returned, uncached
+    assert await value("refuse") == "refuse"
+    assert calls == 3
+    assert value.stats().corrupt == 1
+    assert value.stats().unserializable == 2

@@ -41,7 +41,12 @@ _MISS: Any = object()  # "nothing usable was stored" (absent, corrupt or foreign
 _REFRESH_MARK = 0  # first byte of a value stored with its refresh time (never starts JSON)
 _REFRESH_HEADER = struct.Struct(">d")  # unix time (seconds) after which a caller refreshes
 _HEADER_LEN = 1 + _REFRESH_HEADER.size
-_DECODE_ERRORS = (ValueError, TypeError)
+# Serializers are asked to raise ValueError/TypeError, but a stored value that
+# does not decode must be a miss whatever a custom serializer raises (pickle
+# alone raises half a dozen types); left uncaught it would also strand the
+# joiners of an in-flight key.
+_DECODE_ERRORS = (Exception,)
+_ENCODE_ERRORS = (Exception,)
 _perf = time.perf_counter
 
 
@@ -158,7 +163,7 @@ class FunctionCache:
             return None
         try:
             payload = self.dumps(result)
-        except (TypeError, ValueError) as exc:
+        except _ENCODE_ERRORS as exc:
             self.counters.unserializable += 1
             log = self.logger.debug if self._warned_unserializable else self.logger.warning
             self._warned_unserializable = True
