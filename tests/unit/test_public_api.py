@@ -67,6 +67,27 @@ PINNED: dict[str, list[str]] = {
         "TokenError",
         "TokenPair",
     ],
+    "backend_kit.cache": [
+        "AsyncCachedFunction",
+        "CacheBackend",
+        "CacheBackendError",
+        "CacheDecorator",
+        "CacheError",
+        "CacheEvent",
+        "CacheHooks",
+        "CacheManager",
+        "CacheStats",
+        "CachedFunction",
+        "JsonSerializer",
+        "LockingCacheBackend",
+        "MemoryCache",
+        "Outcome",
+        "PickleSerializer",
+        "Serializer",
+        "SignedSerializer",
+        "UnkeyableArgumentError",
+        "canonical_text",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.

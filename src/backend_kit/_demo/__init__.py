@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import db, discovery, environment, security
+from backend_kit._demo import cache, db, discovery, environment, security
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -25,9 +25,10 @@ DemoPart = Callable[[Report], Awaitable[None]]
 # In the order a reader meets the components.
 PARTS: tuple[tuple[str, DemoPart], ...] = (
     ("environment", environment.run),
+    ("cache", cache.run),
+    ("security", security.run),
     ("db", db.run),
     ("discovery", discovery.run),
-    ("security", security.run),
 )
 
 
