@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,11 +63,21 @@ def describe_error(exc: BaseException) -> str:
     return text
 
 
+_QUEUE_NAME = re.compile(r"[a-zA-Z0-9\-_.:@#,/+ ]+")  # what AMQP clients accept (pamqp)
+_MAX_QUEUE_NAME = 200  # 255 bytes minus room for the ".dead" / ".retry.<ms>ms" suffixes
+
+
 def work_queue_name(exchange: str, group: str, pattern: str) -> str:
     """The queue a subscription group consumes: ``"{exchange}.{group}.{pattern}"``.
 
+    ``*`` is not allowed in queue names, so it is written ``+`` (as in MQTT):
+    group ``billing`` on ``order.*`` consumes ``events.billing.order.+``.
     With the default exchange (``exchange=""``) messages are routed by queue
     name, so the queue is the event type itself (``pattern`` must be literal).
+
+    Raises:
+        ConfigurationError: empty group, a wildcard with the default exchange,
+            or a name with characters AMQP does not allow in queue names.
     """
     if not exchange:
         if has_wildcards(pattern):
@@ -74,10 +85,19 @@ def work_queue_name(exchange: str, group: str, pattern: str) -> str:
                 "the default exchange (exchange='') routes by queue name: "
                 "subscribe to a literal event type, not a pattern"
             )
-        return pattern
-    if not group:
-        raise ConfigurationError("group must be a non-empty name (the consuming service)")
-    return f"{exchange}.{group}.{pattern}"
+        name = pattern
+    else:
+        if not group:
+            raise ConfigurationError("group must be a non-empty name (the consuming service)")
+        if not pattern:
+            raise ConfigurationError("pattern must not be empty ('#' matches every event)")
+        name = f"{exchange}.{group}.{pattern.replace('*', '+')}"
+    if len(name.encode()) > _MAX_QUEUE_NAME or not _QUEUE_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"queue name {name!r} is too long or has characters AMQP does not allow "
+            "(letters, digits and - _ . : @ # , / + and space)"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
