@@ -321,3 +321,19 @@ async def test_handlers_run_concurrently_up_to_prefetch(harness: Harness) -> Non
     await harness.bus.publish_many([Event.create("thumb.make", {"n": n}) for n in range(12)])
     await eventually(lambda: done == 12, what="12 handlers")
     assert 2 <= peak <= 4
+
+
+async def test_a_handler_cut_short_by_cancel_is_redelivered_to_the_group(harness: Harness) -> None:
+    hanging = Recorder(delay=30.0)
+    first_bus = await harness.worker_bus()
+    subscription = await first_bus.subscribe("video.encode", hanging, group="encoders")
+    event = await harness.bus.publish_event("video.encode", {})
+    await eventually(lambda: hanging.calls[event.id] == 1, what="the handler to start")
+    started = time.monotonic()
+    await subscription.cancel(grace=0.2)
+    assert time.monotonic() - started < 3.0  # the grace bounds the wait
+    assert hanging.events == []
+    successor = Recorder()
+    second_bus = await harness.worker_bus()
+    await second_bus.subscribe("video.encode", successor, group="encoders")
+    await eventually(lambda: successor.ids() == {event.id}, what="the redelivery")

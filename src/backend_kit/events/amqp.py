@@ -138,6 +138,19 @@ def _header_str(headers: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _x_death_routing_key(headers: Mapping[str, Any]) -> str | None:
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[-1], Mapping):
+        return None
+    keys = deaths[-1].get("routing-keys")  # the oldest death is last
+    if not isinstance(keys, list) or not keys:
+        return None
+    key = keys[0]
+    if isinstance(key, bytes):
+        return key.decode(errors="replace")
+    return key if isinstance(key, str) else None
+
+
 def _current_task_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
@@ -773,6 +786,11 @@ class AmqpEventBus:
         if failed_at_text:
             with contextlib.suppress(ValueError):
                 failed_at = datetime.fromisoformat(failed_at_text)
+        routing_key = _header_str(headers, ROUTING_KEY_HEADER)
+        if routing_key is None:
+            # Dead-lettered by the broker (a rejection): RabbitMQ records the
+            # original routing keys in the x-death header.
+            routing_key = _x_death_routing_key(headers) or message.routing_key or ""
         return DeadLetter(
             event=event,
             body=message.body,
@@ -780,6 +798,6 @@ class AmqpEventBus:
             error=_header_str(headers, ERROR_HEADER),
             attempts=_header_int(headers, ATTEMPTS_HEADER),
             queue=_header_str(headers, QUEUE_HEADER) or queue.removesuffix(".dead"),
-            routing_key=_header_str(headers, ROUTING_KEY_HEADER) or message.routing_key or "",
+            routing_key=routing_key,
             failed_at=failed_at,
         )
