@@ -42,7 +42,9 @@ EXTRAS_MODULES = (
 # and the extra's name. Each component adds its backend modules here; the
 # parametrized test below proves each one fails with the install line when the
 # package is missing.
-BACKEND_MODULES: dict[str, tuple[str, str]] = {}
+BACKEND_MODULES: dict[str, tuple[str, str]] = {
+    "backend_kit.events.amqp": ("aio_pika", "amqp"),
+}
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:

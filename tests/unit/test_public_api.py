@@ -19,6 +19,25 @@ PINNED: dict[str, list[str]] = {
         "MissingDependencyError",
         "__version__",
     ],
+    "backend_kit.events": [
+        "DeadLetter",
+        "Event",
+        "EventBus",
+        "EventBusError",
+        "EventHandler",
+        "InMemoryEventBus",
+        "InvalidEventError",
+        "NotConnectedError",
+        "PublishError",
+        "PublishNackedError",
+        "PublishTimeoutError",
+        "RetryPolicy",
+        "Subscription",
+        "UnroutableEventError",
+        "decode_event",
+        "encode_event",
+        "topic_matches",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.

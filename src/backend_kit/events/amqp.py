@@ -39,11 +39,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from backend_kit._optional import import_optional
 
@@ -58,6 +58,7 @@ from aio_pika.abc import (  # noqa: E402
     AbstractRobustExchange,
     AbstractRobustQueue,
 )
+from aiormq.abc import DeliveredMessage  # noqa: E402
 from pamqp.commands import Basic  # noqa: E402
 
 from backend_kit._redact import redact_url  # noqa: E402
@@ -118,6 +119,8 @@ class _Consumer:
     side_queues: tuple[AbstractRobustQueue, ...]  # dead-letter and retry queues
     retry_queue_for: dict[float, str]  # delay in seconds -> retry queue name
     consumer_tag: str = ""
+    on_message: Callable[[DeliveredMessage], Coroutine[Any, Any, None]] | None = None
+    restart: Callable[[Any], Awaitable[None]] | None = None
 
 
 def _retry_queue_name(queue: str, delay: float) -> str:
@@ -149,6 +152,17 @@ def _x_death_routing_key(headers: Mapping[str, Any]) -> str | None:
     if isinstance(key, bytes):
         return key.decode(errors="replace")
     return key if isinstance(key, str) else None
+
+
+def _delivery_tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    if tag is None:  # pragma: no cover - a Basic.Deliver always carries one
+        raise aiormq.exceptions.ChannelInvalidStateError("delivery without a tag")
+    return tag
+
+
+async def _ack(message: DeliveredMessage) -> None:
+    await message.channel.basic_ack(_delivery_tag(message))
 
 
 def _current_task_cancelled() -> bool:
@@ -565,7 +579,12 @@ class AmqpEventBus:
                 side_queues=tuple(side_queues),
                 retry_queue_for=retry_queue_for,
             )
-            consumer.consumer_tag = await queue.consume(self._on_message_for(consumer))
+            consumer.on_message = self._on_message_for(consumer)
+            consumer.restart = self._restart_for(consumer)
+            await self._start_consuming(consumer)
+            # After a reconnection the robust channel re-declares the queues
+            # and bindings, then calls its reopen callbacks: consume again.
+            channel.reopen_callbacks.add(consumer.restart)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             await channel.close()
             raise ConfigurationError(
@@ -583,10 +602,18 @@ class AmqpEventBus:
         consumer = self._consumers.pop(subscription, None)
         if consumer is None:
             return
+        if consumer.restart is not None:
+            consumer.channel.reopen_callbacks.discard(consumer.restart)  # never restart it
         try:
-            # Stop deliveries first; RobustQueue.cancel also forgets the consumer
-            # so a reconnection does not bring it back.
-            await consumer.queue.cancel(consumer.consumer_tag, timeout=5)
+            # Stop deliveries first, then let the running handlers finish. A
+            # closed channel has no consumer left to cancel.
+            if not consumer.channel.is_closed:
+                underlay = cast(
+                    aiormq.Channel,
+                    await asyncio.wait_for(consumer.channel.get_underlay_channel(), 5),
+                )
+                if consumer.consumer_tag in underlay.consumers:
+                    await underlay.basic_cancel(consumer.consumer_tag, timeout=5)
         except _TRANSIENT_ERRORS as exc:  # includes TimeoutError (an OSError)
             logger.debug("cancelling consumer on %s: %s", subscription.queue, type(exc).__name__)
         await subscription.drain(self.shutdown_timeout if grace is None else grace)
@@ -594,11 +621,55 @@ class AmqpEventBus:
         with contextlib.suppress(*_TRANSIENT_ERRORS):
             await consumer.channel.close()
 
-    def _on_message_for(self, consumer: _Consumer) -> Any:
+    async def _start_consuming(self, consumer: _Consumer) -> None:
+        underlay = cast(aiormq.Channel, await consumer.channel.get_underlay_channel())
+        if consumer.consumer_tag and consumer.consumer_tag in underlay.consumers:
+            return  # already consuming on this channel
+        assert consumer.on_message is not None  # noqa: S101 - set by subscribe()
+        ok = await underlay.basic_consume(
+            consumer.queue.name,
+            consumer.on_message,
+            no_ack=False,
+            consumer_tag=consumer.consumer_tag or None,
+            timeout=self.publish_timeout,
+        )
+        consumer.consumer_tag = ok.consumer_tag or consumer.consumer_tag
+
+    def _restart_for(self, consumer: _Consumer) -> Callable[[Any], Awaitable[None]]:
+        async def restart(_channel: Any) -> None:
+            # aio-pika gathers reopen callbacks with return_exceptions=True, so
+            # a failure here would vanish: retry while the channel stays open
+            # (if it closes, the next reopen calls us again).
+            for attempt in range(1, 11):
+                if self._closed or not consumer.subscription.active or consumer.channel.is_closed:
+                    return
+                try:
+                    await self._start_consuming(consumer)
+                except _TRANSIENT_ERRORS as exc:
+                    logger.warning(
+                        "could not resume consuming %s (%s), attempt %d",
+                        consumer.subscription.queue,
+                        type(exc).__name__,
+                        attempt,
+                    )
+                    await asyncio.sleep(min(0.2 * attempt, 2.0))
+                else:
+                    logger.info("resumed consuming %s", consumer.subscription.queue)
+                    return
+            logger.error("gave up resuming consumer on %s", consumer.subscription.queue)
+
+        return restart
+
+    def _on_message_for(
+        self, consumer: _Consumer
+    ) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
         subscription = consumer.subscription
         handler = subscription.handler
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def on_message(message: DeliveredMessage) -> None:
+            # aiormq runs each delivery in its own task already (aio-pika's
+            # queue.consume would add a second task and an IncomingMessage
+            # copy per message; going direct is the hot-path saving).
             task = asyncio.current_task()
             if task is not None:
                 subscription.track(task)
@@ -618,7 +689,7 @@ class AmqpEventBus:
                 except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
                     await self._retry_or_dead_letter(consumer, message, event, exc)
                     return
-                await message.ack()
+                await _ack(message)
                 subscription.handled += 1
             except _TRANSIENT_ERRORS as exc:
                 # The channel went away under us: the broker redelivers the
@@ -633,24 +704,25 @@ class AmqpEventBus:
 
     def _failure_properties(
         self,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         headers: dict[str, Any],
     ) -> Basic.Properties:
+        original = message.header.properties
         return Basic.Properties(
-            content_type=message.content_type,
+            content_type=original.content_type,
             delivery_mode=_PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            timestamp=message.timestamp,
-            message_type=message.type,
-            app_id=message.app_id,
+            message_id=original.message_id,
+            correlation_id=original.correlation_id,
+            timestamp=original.timestamp,
+            message_type=original.message_type,
+            app_id=original.app_id,
             headers=headers,
         )
 
     async def _republish_then_ack(
         self,
         consumer: _Consumer,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         routing_key: str,
         headers: dict[str, Any],
     ) -> bool:
@@ -676,15 +748,15 @@ class AmqpEventBus:
                 routing_key,
                 type(exc).__name__,
             )
-            await message.reject(requeue=False)
+            await message.channel.basic_reject(_delivery_tag(message), requeue=False)
             return False
-        await message.ack()
+        await _ack(message)
         return True
 
     def _base_headers(
-        self, consumer: _Consumer, message: AbstractIncomingMessage, attempts: int, exc: Exception
+        self, consumer: _Consumer, message: DeliveredMessage, attempts: int, exc: Exception
     ) -> dict[str, Any]:
-        headers = dict(message.headers or {})
+        headers = dict(message.header.properties.headers or {})
         headers[ATTEMPTS_HEADER] = attempts
         headers[ERROR_HEADER] = describe_error(exc)
         headers[FAILED_AT_HEADER] = datetime.now(UTC).isoformat()
@@ -695,12 +767,12 @@ class AmqpEventBus:
     async def _retry_or_dead_letter(
         self,
         consumer: _Consumer,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         event: Event,
         exc: Exception,
     ) -> None:
         subscription = consumer.subscription
-        attempts = _header_int(message.headers or {}, ATTEMPTS_HEADER) + 1
+        attempts = _header_int(message.header.properties.headers or {}, ATTEMPTS_HEADER) + 1
         retry = subscription.retry
         if attempts > retry.max_retries:
             logger.error(
@@ -734,7 +806,7 @@ class AmqpEventBus:
     async def _dead_letter(
         self,
         consumer: _Consumer,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         reason: str,
         exc: Exception,
         attempts: int,
