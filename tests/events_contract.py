@@ -25,7 +25,6 @@ from backend_kit.events import (
 )
 
 
-
 class Harness(Protocol):
     """What a backend's test module gives the contract tests."""
 

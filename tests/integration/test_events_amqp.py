@@ -129,9 +129,7 @@ async def test_a_publish_in_flight_when_the_connection_drops_is_resent(
 
 
 async def test_connect_to_an_unreachable_broker_fails_with_a_redacted_message() -> None:
-    bus = AmqpEventBus(
-        f"amqp://app:s3cret-pw@127.0.0.1:{_free_port()}/", connect_timeout=2.0
-    )
+    bus = AmqpEventBus(f"amqp://app:s3cret-pw@127.0.0.1:{_free_port()}/", connect_timeout=2.0)
     started = time.monotonic()
     with pytest.raises(NotConnectedError) as caught:
         await bus.connect()
@@ -301,4 +299,3 @@ async def test_pin_aio_pika_unroutable_mandatory_publish_raises_publish_error(
             await exchange.publish(aio_pika.Message(b"x"), "no.binding", mandatory=True)
         assert isinstance(caught.value, aiormq.exceptions.DeliveryError)
         await exchange.delete()
-

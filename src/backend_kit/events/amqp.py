@@ -374,8 +374,15 @@ class AmqpEventBus:
             try:
                 if self._closed:
                     raise NotConnectedError("the event bus is closed")
-                # Waits for the robust connection while it reconnects.
-                async with asyncio.timeout(remaining):
+                connection = self._publisher
+                if connection is None:
+                    raise NotConnectedError("the event bus is closed")
+                if channel.is_closed or not connection.connected.is_set():
+                    # Reconnecting: wait for the robust channel, within the timeout.
+                    async with asyncio.timeout(remaining):
+                        await channel.ready()
+                        underlay = await channel.get_underlay_channel()
+                else:  # the hot path: no timer to arm
                     underlay = await channel.get_underlay_channel()
                 await underlay.basic_publish(
                     body,
