@@ -28,7 +28,10 @@ from backend_kit.events import (
 class Harness(Protocol):
     """What a backend's test module gives the contract tests."""
 
-    bus: EventBus  # connected, on a private exchange / namespace
+    @property
+    def bus(self) -> EventBus:
+        """Connected, on a private exchange / namespace."""
+        ...
 
     async def worker_bus(self) -> EventBus:
         """Another connected bus on the same topology (another worker process on AMQP)."""

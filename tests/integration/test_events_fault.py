@@ -27,7 +27,7 @@ TOTAL = 5_000
 BATCH = 50
 
 
-async def _rabbitmqctl(*args: str, timeout: float = 60.0) -> None:
+async def _rabbitmqctl(*args: str, within: float = 60.0) -> None:
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl",
         *args,
@@ -35,7 +35,7 @@ async def _rabbitmqctl(*args: str, timeout: float = 60.0) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        _, stderr = await asyncio.wait_for(process.communicate(), within)
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -96,7 +96,7 @@ async def test_no_confirmed_event_is_lost_across_a_broker_restart(
         finally:
             # Always give the shared broker back, whatever happened above.
             await _rabbitmqctl("start_app")
-            await _rabbitmqctl("await_startup", timeout=60)
+            await _rabbitmqctl("await_startup", within=60)
             restart["started_at"] = time.monotonic()
 
     started = time.monotonic()
@@ -115,7 +115,7 @@ async def test_no_confirmed_event_is_lost_across_a_broker_restart(
         try:
             await bus.close()
         finally:
-            await _rabbitmqctl("await_startup", timeout=60)
+            await _rabbitmqctl("await_startup", within=60)
             await delete_topology(
                 amqp_url, unique_name, [q for sub in declared for q in queues_of(sub)]
             )
