@@ -162,7 +162,11 @@ def _delivery_tag(message: DeliveredMessage) -> int:
 
 
 async def _ack(message: DeliveredMessage) -> None:
-    await message.channel.basic_ack(_delivery_tag(message))
+    # wait=False: queue the ack frame without waiting for the socket to drain.
+    # Frames leave in order; if the connection dies first, the broker simply
+    # redelivers the message (at-least-once either way), and the handler's
+    # task is freed a loop turn earlier (aio-pika's message.ack() waits).
+    await message.channel.basic_ack(_delivery_tag(message), wait=False)
 
 
 def _current_task_cancelled() -> bool:
