@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Literal, Self, cast
 
 from backend_kit._optional import import_optional
 
@@ -736,15 +736,20 @@ class AmqpEventBus:
         message: DeliveredMessage,
         routing_key: str,
         headers: dict[str, Any],
-    ) -> bool:
+    ) -> Literal["moved", "rejected", "requeued"]:
         """Copy the message to ``routing_key`` (a queue) with confirm, then ack the original.
 
-        False when the broker refused the copy: the original is then rejected
-        into the dead letters by the work queue's dead-letter exchange.
+        Both go through the channel the message arrived on: if that channel
+        is gone, both fail at once and the broker redelivers the original,
+        instead of a copy being made on the new channel *and* the original
+        coming back. ``"rejected"`` when the broker refused the copy (returned
+        or nacked): the original is then rejected into the dead letters by the
+        work queue's dead-letter exchange. ``"requeued"`` on a publish timeout:
+        the original goes back to the queue to be tried again.
         """
-        underlay = await consumer.channel.get_underlay_channel()
+        channel = message.channel
         try:
-            await underlay.basic_publish(
+            await channel.basic_publish(
                 message.body,
                 exchange="",
                 routing_key=routing_key,
@@ -752,17 +757,25 @@ class AmqpEventBus:
                 mandatory=True,
                 timeout=self.publish_timeout,
             )
-        except (aiormq.exceptions.DeliveryError, TimeoutError) as exc:
+        except aiormq.exceptions.DeliveryError as exc:
             logger.error(
                 "could not move a message from %s to %s (%s); rejecting it to the dead letters",
                 consumer.subscription.queue,
                 routing_key,
                 type(exc).__name__,
             )
-            await message.channel.basic_reject(_delivery_tag(message), requeue=False)
-            return False
+            await channel.basic_reject(_delivery_tag(message), requeue=False)
+            return "rejected"
+        except TimeoutError:
+            logger.warning(
+                "moving a message from %s to %s timed out; requeueing it",
+                consumer.subscription.queue,
+                routing_key,
+            )
+            await channel.basic_nack(_delivery_tag(message), requeue=True)
+            return "requeued"
         await _ack(message)
-        return True
+        return "moved"
 
     def _base_headers(
         self, consumer: _Consumer, message: DeliveredMessage, attempts: int, exc: Exception
@@ -807,11 +820,12 @@ class AmqpEventBus:
             describe_error(exc),
         )
         headers = self._base_headers(consumer, message, attempts, exc)
-        if await self._republish_then_ack(
+        outcome = await self._republish_then_ack(
             consumer, message, consumer.retry_queue_for[delay], headers
-        ):
+        )
+        if outcome == "moved":
             subscription.retried += 1
-        else:
+        elif outcome == "rejected":
             subscription.dead_lettered += 1
 
     async def _dead_letter(
@@ -824,10 +838,11 @@ class AmqpEventBus:
     ) -> None:
         headers = self._base_headers(consumer, message, attempts, exc)
         headers[REASON_HEADER] = reason
-        await self._republish_then_ack(
+        outcome = await self._republish_then_ack(
             consumer, message, consumer.subscription.dead_letter_queue, headers
         )
-        consumer.subscription.dead_lettered += 1
+        if outcome != "requeued":
+            consumer.subscription.dead_lettered += 1
 
     # -------------------------------------------------------------- dead letters
     async def dead_letters(self, pattern: str, *, group: str, limit: int = 100) -> list[DeadLetter]:
