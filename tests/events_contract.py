@@ -19,6 +19,7 @@ import pytest
 from backend_kit.events import (
     Event,
     EventBus,
+    EventHooks,
     InvalidEventError,
     NotConnectedError,
     UnroutableEventError,
@@ -43,6 +44,10 @@ class Harness(Protocol):
 
     async def send_raw(self, routing_key: str, body: bytes) -> None:
         """Publish a raw body, as a foreign producer would."""
+        ...
+
+    async def hooked_bus(self, hooks: EventHooks) -> EventBus:
+        """A connected bus calling ``hooks``, with its own topology."""
         ...
 
 
@@ -339,3 +344,58 @@ async def test_a_handler_cut_short_by_cancel_is_redelivered_to_the_group(harness
     second_bus = await harness.worker_bus()
     await second_bus.subscribe("video.encode", successor, group="encoders")
     await eventually(lambda: successor.ids() == {event.id}, what="the redelivery")
+
+
+class RecordingHooks(EventHooks):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def on_published(self, event: Event) -> None:
+        self.calls.append(("published", event.type))
+
+    def on_handled(self, event: Event, queue: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.calls.append(("handled", event.type))
+
+    def on_retry(self, event: Event, queue: str, attempt: int, error: str) -> None:
+        self.calls.append(("retry", f"{attempt} {error}"))
+
+    def on_dead_letter(self, event: Event | None, queue: str, reason: str, error: str) -> None:
+        self.calls.append(("dead", reason))
+
+
+class BrokenHooks(EventHooks):
+    def on_handled(self, event: Event, queue: str, seconds: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+
+async def test_hooks_see_the_flow(harness: Harness) -> None:
+    hooks = RecordingHooks()
+    bus = await harness.hooked_bus(hooks)
+    ok = Recorder()
+    failing = Recorder(always_fail=True)
+    await bus.subscribe("ok.event", ok, group="hooks")
+    failing_sub = await bus.subscribe(
+        "bad.event", failing, group="hooks", max_retries=1, retry_delay=0.02
+    )
+    await bus.publish_event("ok.event", {})
+    await bus.publish_many([Event.create("bad.event", {})])
+    await eventually(lambda: failing_sub.dead_lettered == 1 and len(ok.events) == 1)
+    assert sorted(hooks.calls) == sorted(
+        [
+            ("published", "ok.event"),
+            ("published", "bad.event"),
+            ("handled", "ok.event"),
+            ("retry", "1 RuntimeError: handler failed on call 1"),
+            ("dead", "handler-failed"),
+        ]
+    )
+
+
+async def test_a_broken_hook_does_not_stop_delivery(harness: Harness) -> None:
+    bus = await harness.hooked_bus(BrokenHooks())
+    seen = Recorder()
+    subscription = await bus.subscribe("ok.event", seen, group="hooks")
+    await bus.publish_event("ok.event", {})
+    await bus.publish_event("ok.event", {})
+    await eventually(lambda: subscription.handled == 2, what="both events, hook or not")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from backend_kit.events import EventBus, Subscription
+from backend_kit.events import EventBus, EventHooks, Subscription
 from tests.events_contract import *  # noqa: F403 - the contract's tests run here
 from tests.events_contract import Harness
 from tests.integration.events_support import TrackingAmqpEventBus, delete_topology, queues_of
@@ -24,13 +24,14 @@ class AmqpHarness:
         self._buses: list[TrackingAmqpEventBus] = []
         self.bus = self._make()
 
-    def _make(self) -> TrackingAmqpEventBus:
+    def _make(self, hooks: EventHooks | None = None) -> TrackingAmqpEventBus:
         bus = TrackingAmqpEventBus(
             self.url,
             declared=self.declared,
             exchange=self.exchange,
             publish_timeout=5.0,
             shutdown_timeout=2.0,
+            hooks=hooks,
         )
         self._buses.append(bus)
         return bus
@@ -42,6 +43,11 @@ class AmqpHarness:
 
     async def new_bus(self) -> EventBus:
         return self._make()
+
+    async def hooked_bus(self, hooks: EventHooks) -> EventBus:
+        bus = self._make(hooks)
+        await bus.connect()
+        return bus
 
     async def send_raw(self, routing_key: str, body: bytes) -> None:
         connection = await aio_pika.connect(self.url, timeout=10)

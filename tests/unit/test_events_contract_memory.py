@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backend_kit.events import EventBus, InMemoryEventBus
+from backend_kit.events import EventBus, EventHooks, InMemoryEventBus
 from tests.events_contract import *  # noqa: F403 - the contract's tests run here
 from tests.events_contract import Harness
 
@@ -28,6 +28,12 @@ class MemoryHarness:
 
     async def send_raw(self, routing_key: str, body: bytes) -> None:
         await self.bus.publish_raw(routing_key, body)
+
+    async def hooked_bus(self, hooks: EventHooks) -> EventBus:
+        bus = InMemoryEventBus(hooks=hooks)
+        self._buses.append(bus)
+        await bus.connect()
+        return bus
 
     async def aclose(self) -> None:
         for bus in self._buses:

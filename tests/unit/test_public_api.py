@@ -25,6 +25,7 @@ PINNED: dict[str, list[str]] = {
         "EventBus",
         "EventBusError",
         "EventHandler",
+        "EventHooks",
         "InMemoryEventBus",
         "InvalidEventError",
         "NotConnectedError",

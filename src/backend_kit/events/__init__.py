@@ -25,6 +25,7 @@ from backend_kit.errors import (
     UnroutableEventError,
 )
 from backend_kit.events._event import Event
+from backend_kit.events._hooks import EventHooks
 from backend_kit.events._memory import InMemoryEventBus
 from backend_kit.events._protocol import EventBus
 from backend_kit.events._serialization import decode_event, encode_event
@@ -42,6 +43,7 @@ __all__ = [
     "EventBus",
     "EventBusError",
     "EventHandler",
+    "EventHooks",
     "InMemoryEventBus",
     "InvalidEventError",
     "NotConnectedError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from backend_kit.errors import (
     UnroutableEventError,
 )
 from backend_kit.events._event import Event
+from backend_kit.events._hooks import EventHooks, call_hook
 from backend_kit.events._serialization import decode_event, encode_event
 from backend_kit.events._subscription import (
     REASON_HANDLER_FAILED,
@@ -80,13 +82,21 @@ class InMemoryEventBus:
         exchange: Name used in queue names (``"{exchange}.{group}.{pattern}"``),
             as on AMQP.
         shutdown_timeout: Seconds ``close()``/``cancel()`` wait for running handlers.
+        hooks: :class:`EventHooks` to call as events flow (metrics, tracing).
     """
 
-    def __init__(self, *, exchange: str = "events", shutdown_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        exchange: str = "events",
+        shutdown_timeout: float = 10.0,
+        hooks: EventHooks | None = None,
+    ) -> None:
         if not exchange:
             raise ConfigurationError("InMemoryEventBus needs an exchange name (topic routing)")
         self.exchange = exchange
         self.shutdown_timeout = shutdown_timeout
+        self.hooks = hooks
         self._queues: dict[str, _Queue] = {}
         self._subscriptions: list[Subscription] = []
         self._retry_timers: set[asyncio.TimerHandle] = set()
@@ -147,6 +157,7 @@ class InMemoryEventBus:
         """Route ``event`` to every bound queue (see :meth:`EventBus.publish` for errors)."""
         self._ensure_connected()
         self._route(event.type, encode_event(event), event_ids=(event.id,))
+        call_hook("on_published", self.hooks, event)
 
     async def publish_many(self, events: Iterable[Event]) -> None:
         """Publish in order; at the first failure raise it with every unsent id."""
@@ -159,6 +170,7 @@ class InMemoryEventBus:
             except PublishError as exc:
                 exc.event_ids = tuple(e.id for e in pending[index:])
                 raise
+            call_hook("on_published", self.hooks, event)
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:
         """Route a raw body as if another producer sent it (to test poison messages)."""
@@ -243,12 +255,14 @@ class InMemoryEventBus:
             except InvalidEventError as exc:
                 self._dead_letter(queue, subscription, message, None, REASON_INVALID_ENVELOPE, exc)
                 return
+            started = time.perf_counter()
             try:
                 await subscription.handler(event)
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
                 self._retry_or_dead_letter(queue, subscription, message, event, exc)
                 return
             subscription.handled += 1
+            call_hook("on_handled", self.hooks, event, queue.name, time.perf_counter() - started)
         except asyncio.CancelledError:
             # Shutdown cut the handler short: like an unacked AMQP message, it
             # goes back to the queue for the group's next subscriber.
@@ -290,6 +304,7 @@ class InMemoryEventBus:
             describe_error(exc),
         )
         subscription.retried += 1
+        call_hook("on_retry", self.hooks, event, queue.name, failed.attempts, describe_error(exc))
         loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle | None = None
 
@@ -318,6 +333,7 @@ class InMemoryEventBus:
                 exc,
             )
         subscription.dead_lettered += 1
+        call_hook("on_dead_letter", self.hooks, event, queue.name, reason, describe_error(exc))
         queue.dead.append(
             DeadLetter(
                 event=event,

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +73,7 @@ from backend_kit.errors import (  # noqa: E402
     UnroutableEventError,
 )
 from backend_kit.events._event import Event  # noqa: E402
+from backend_kit.events._hooks import EventHooks, call_hook  # noqa: E402
 from backend_kit.events._serialization import CONTENT_TYPE, decode_event, encode_event  # noqa: E402
 from backend_kit.events._subscription import (  # noqa: E402
     ATTEMPTS_HEADER,
@@ -190,6 +192,7 @@ class AmqpEventBus:
         reconnect_interval: Seconds between reconnection attempts (1 s).
         shutdown_timeout: Seconds ``close()`` lets running handlers finish (10 s).
         name: Shown as the connection name in the RabbitMQ UI (``"backend-kit"``).
+        hooks: :class:`~backend_kit.events.EventHooks` to call as events flow.
 
     Raises:
         ConfigurationError: the URL is not an ``amqp://``/``amqps://`` URL, or a
@@ -207,6 +210,7 @@ class AmqpEventBus:
         reconnect_interval: float = 1.0,
         shutdown_timeout: float = 10.0,
         name: str = "backend-kit",
+        hooks: EventHooks | None = None,
     ) -> None:
         if not url.startswith(("amqp://", "amqps://")):
             raise ConfigurationError("the AMQP URL must start with amqp:// or amqps://")
@@ -222,6 +226,7 @@ class AmqpEventBus:
         self.reconnect_interval = reconnect_interval
         self.shutdown_timeout = shutdown_timeout
         self.name = name
+        self.hooks = hooks
         self._publisher: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: AbstractRobustExchange | None = None
@@ -442,6 +447,7 @@ class AmqpEventBus:
         channel = self._require_publish_channel()
         body = encode_event(event)
         await self._send(channel, event.type, body, self._properties(event), (event.id,))
+        call_hook("on_published", self.hooks, event)
 
     async def publish_many(self, events: Iterable[Event]) -> None:
         """Publish in order, keeping up to ``confirm_window`` confirms in flight.
@@ -454,6 +460,7 @@ class AmqpEventBus:
         channel = self._require_publish_channel()
         batch = [(event, encode_event(event)) for event in events]
         window = asyncio.Semaphore(self.confirm_window)
+        hooks = self.hooks
         failures: list[tuple[int, PublishError]] = []
         loop = asyncio.get_running_loop()
 
@@ -462,6 +469,8 @@ class AmqpEventBus:
                 await self._send(channel, event.type, body, self._properties(event), (event.id,))
             except PublishError as exc:
                 failures.append((index, exc))
+            else:
+                call_hook("on_published", hooks, event)
             finally:
                 window.release()
 
@@ -695,6 +704,7 @@ class AmqpEventBus:
                     )
                     await self._dead_letter(consumer, message, REASON_INVALID_ENVELOPE, exc, 0)
                     return
+                started = time.perf_counter()
                 try:
                     await handler(event)
                 except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
@@ -702,6 +712,14 @@ class AmqpEventBus:
                     return
                 await _ack(message)
                 subscription.handled += 1
+                if self.hooks is not None:
+                    call_hook(
+                        "on_handled",
+                        self.hooks,
+                        event,
+                        subscription.queue,
+                        time.perf_counter() - started,
+                    )
             except _TRANSIENT_ERRORS as exc:
                 # The channel went away under us: the broker redelivers the
                 # unacked message once the consumer is restored.
@@ -825,8 +843,19 @@ class AmqpEventBus:
         )
         if outcome == "moved":
             subscription.retried += 1
+            call_hook(
+                "on_retry", self.hooks, event, subscription.queue, attempts, describe_error(exc)
+            )
         elif outcome == "rejected":
             subscription.dead_lettered += 1
+            call_hook(
+                "on_dead_letter",
+                self.hooks,
+                event,
+                subscription.queue,
+                REASON_REJECTED,
+                describe_error(exc),
+            )
 
     async def _dead_letter(
         self,
@@ -843,6 +872,18 @@ class AmqpEventBus:
         )
         if outcome != "requeued":
             consumer.subscription.dead_lettered += 1
+            try:
+                event: Event | None = decode_event(message.body)
+            except InvalidEventError:
+                event = None
+            call_hook(
+                "on_dead_letter",
+                self.hooks,
+                event,
+                consumer.subscription.queue,
+                reason if outcome == "moved" else REASON_REJECTED,
+                describe_error(exc),
+            )
 
     # -------------------------------------------------------------- dead letters
     async def dead_letters(self, pattern: str, *, group: str, limit: int = 100) -> list[DeadLetter]:
