@@ -567,7 +567,7 @@ class AmqpEventBus:
                 queue_name,
                 durable=True,
                 arguments={
-                    # A message we cannot republish (see _reject) still ends up
+                    # A message we cannot republish (_republish_then_ack) still ends up
                     # in the dead letters, never dropped.
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": subscription.dead_letter_queue,
@@ -606,7 +606,8 @@ class AmqpEventBus:
             # and bindings, then calls its reopen callbacks: consume again.
             channel.reopen_callbacks.add(consumer.restart)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            await channel.close()
+            with contextlib.suppress(*_TRANSIENT_ERRORS):
+                await channel.close()
             raise ConfigurationError(
                 f"queue {queue_name!r} (or its retry/dead queues) exists with other "
                 "settings; delete it or use another group"
