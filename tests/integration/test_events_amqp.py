@@ -22,6 +22,7 @@ import pytest
 from backend_kit.errors import (
     ConfigurationError,
     NotConnectedError,
+    PublishNackedError,
     PublishTimeoutError,
     UnroutableEventError,
 )
@@ -165,6 +166,30 @@ async def test_a_queue_declared_with_other_settings_is_a_configuration_error(
         with pytest.raises(ConfigurationError, match="exists with other settings"):
             await bus.subscribe("order.*", Recorder(), group="billing")
     await delete_topology(amqp_url, unique_name, [queue, queue + ".dead"])
+
+
+async def test_a_publish_the_broker_nacks_raises_publish_nacked_error(
+    amqp_url: str, unique_name: str, declared: list[Subscription]
+) -> None:
+    """A full queue with ``x-overflow=reject-publish`` makes RabbitMQ nack the publish."""
+    full = f"{unique_name}.full"
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            unique_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(
+            full, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+        )
+        await queue.bind(exchange, "audit.#")
+    async with AmqpEventBus(amqp_url, exchange=unique_name) as bus:
+        await bus.publish_event("audit.login", {"n": 1})  # fills the queue
+        event = Event.create("audit.login", {"n": 2})
+        with pytest.raises(PublishNackedError) as caught:
+            await bus.publish(event)
+        assert caught.value.event_ids == (event.id,)
+    await delete_topology(amqp_url, unique_name, [full])
 
 
 async def test_a_copy_the_broker_refuses_is_rejected_into_the_dead_letters(
