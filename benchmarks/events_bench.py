@@ -132,18 +132,22 @@ class Bench:
     async def teardown(self) -> None:
         await self.broker.stop()
         await self.bus.close()
-        channel = await self.conn.channel()
-        for name in [
-            self.sink_name,
-            self.exchange_name + ".raw",
-            self.exchange_name + ".fs",
-            self.subscription.queue,
-            self.subscription.dead_letter_queue,
-            self.subscription.queue + ".retry.1000ms",
-        ]:
-            await channel.queue_delete(name)
-        await channel.exchange_delete(self.exchange_name)
+        # Close the robust connection first: deleting a queue a robust channel
+        # still consumes from makes aio-pika re-declare it.
         await self.conn.close()
+        connection = await aio_pika.connect(URL)
+        async with connection:
+            channel = await connection.channel()
+            for name in [
+                self.sink_name,
+                self.exchange_name + ".raw",
+                self.exchange_name + ".fs",
+                self.subscription.queue,
+                self.subscription.dead_letter_queue,
+                self.subscription.queue + ".retry.1000ms",
+            ]:
+                await channel.queue_delete(name)
+            await channel.exchange_delete(self.exchange_name)
 
     # ---------------------------------------------------------------- publish
     async def a_raw_unconfirmed(self) -> None:
