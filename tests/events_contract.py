@@ -399,3 +399,26 @@ async def test_a_broken_hook_does_not_stop_delivery(harness: Harness) -> None:
     await bus.publish_event("ok.event", {})
     await bus.publish_event("ok.event", {})
     await eventually(lambda: subscription.handled == 2, what="both events, hook or not")
+
+
+async def test_dead_letters_can_be_replayed_after_a_fix(harness: Harness) -> None:
+    broken = True
+    handled: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        if broken:
+            raise RuntimeError("bug")
+        handled.append(event)
+
+    subscription = await harness.bus.subscribe(
+        "order.paid", handler, group="ledger", max_retries=1, retry_delay=0.02
+    )
+    events = [await harness.bus.publish_event("order.paid", {"n": n}) for n in range(3)]
+    await eventually(lambda: subscription.dead_lettered == 3, what="three dead letters")
+    broken = False  # "deploy the fix"
+    assert await harness.bus.replay_dead_letters("order.paid", group="ledger", limit=2) == 2
+    await eventually(lambda: len(handled) == 2, what="the replayed events")
+    assert await harness.bus.replay_dead_letters("order.paid", group="ledger") == 1
+    await eventually(lambda: {e.id for e in handled} == {e.id for e in events}, what="all")
+    assert await harness.bus.dead_letters("order.paid", group="ledger") == []
+    assert await harness.bus.replay_dead_letters("nobody.*", group="ledger") == 0

@@ -352,6 +352,20 @@ class InMemoryEventBus:
         queue = self._queues.get(work_queue_name(self.exchange, group, pattern))
         return [] if queue is None else list(queue.dead[:limit])
 
+    async def replay_dead_letters(self, pattern: str, *, group: str, limit: int = 100) -> int:
+        """Move up to ``limit`` dead letters back to the group's queue, attempts reset."""
+        self._ensure_connected()
+        queue = self._queues.get(work_queue_name(self.exchange, group, pattern))
+        if queue is None:
+            return 0
+        letters, queue.dead = queue.dead[:limit], queue.dead[limit:]
+        for letter in letters:
+            queue.messages.append(_Message(body=letter.body, routing_key=letter.routing_key))
+        self._dispatch(queue)
+        if letters:
+            logger.info("replayed %d dead letter(s) into %s", len(letters), queue.name)
+        return len(letters)
+
     async def wait_idle(self, max_wait: float = 5.0) -> None:
         """Wait until no message is queued, running or waiting for a retry (for tests).
 

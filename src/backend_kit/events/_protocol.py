@@ -87,3 +87,7 @@ class EventBus(Protocol):
     async def dead_letters(self, pattern: str, *, group: str, limit: int = 100) -> list[DeadLetter]:
         """Look at (without removing) up to ``limit`` dead letters of a group's queue."""
         ...
+
+    async def replay_dead_letters(self, pattern: str, *, group: str, limit: int = 100) -> int:
+        """Move up to ``limit`` dead letters back to the group's queue (attempts reset)."""
+        ...

@@ -914,6 +914,59 @@ class AmqpEventBus:
                 await channel.close()  # unacked: back in the queue
         return letters
 
+    async def replay_dead_letters(self, pattern: str, *, group: str, limit: int = 100) -> int:
+        """Move up to ``limit`` dead letters back to the group's queue, attempts reset.
+
+        For after a fix is deployed. Each message is republished to the work
+        queue with confirm, then removed from ``.dead`` (a crash in between
+        duplicates it, never loses it). Returns how many were moved.
+        """
+        connection = self._publisher
+        if connection is None or self._closed:
+            raise NotConnectedError("the event bus is not connected")
+        work_queue = work_queue_name(self.exchange, group, pattern)
+        moved = 0
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            try:
+                queue = await channel.declare_queue(
+                    work_queue + ".dead", passive=True, robust=False
+                )
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return 0
+            while moved < limit:
+                message = await queue.get(no_ack=False, fail=False, timeout=self.publish_timeout)
+                if message is None:
+                    break
+                headers = {
+                    key: value
+                    for key, value in (message.headers or {}).items()
+                    if not key.startswith("x-bk-") and key != "x-death"
+                }
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        headers=headers,
+                        content_type=message.content_type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=message.message_id,
+                        correlation_id=message.correlation_id,
+                        timestamp=message.timestamp,
+                        type=message.type,
+                        app_id=message.app_id,
+                    ),
+                    routing_key=work_queue,
+                    timeout=self.publish_timeout,
+                )
+                await message.ack()
+                moved += 1
+        finally:
+            with contextlib.suppress(*_TRANSIENT_ERRORS):
+                await channel.close()
+        if moved:
+            logger.info("replayed %d dead letter(s) into %s", moved, work_queue)
+        return moved
+
     @staticmethod
     def _to_dead_letter(message: AbstractIncomingMessage, queue: str) -> DeadLetter:
         headers = message.headers or {}
