@@ -25,6 +25,7 @@ The tree::
     │   └── UserValidationError (also ValueError)
     ├── EventBusError
     │   ├── NotConnectedError                        used before connect() / after close()
+    │   ├── InvalidEventError (also ValueError)      a body is not a valid event envelope
     │   └── PublishError                             the broker did not take the event
     │       ├── PublishTimeoutError (also TimeoutError)
     │       ├── PublishNackedError
@@ -53,6 +54,7 @@ __all__ = [
     "DuplicateEmailError",
     "EventBusError",
     "ExpiredTokenError",
+    "InvalidEventError",
     "InvalidTokenError",
     "MissingDependencyError",
     "NoHealthyInstanceError",
@@ -178,8 +180,25 @@ class NotConnectedError(EventBusError):
     """The bus was used before ``connect()`` or after ``close()``."""
 
 
+class InvalidEventError(EventBusError, ValueError):
+    """A message body is not a valid event envelope, or event data is not JSON-serializable.
+
+    Consumers never raise it to the caller: such a message goes to the dead letters.
+    """
+
+
 class PublishError(EventBusError):
-    """The broker did not confirm the event; it may not have been stored."""
+    """The broker did not confirm the event; it may not have been stored.
+
+    ``event_ids`` lists the ids of the events that were not confirmed (for
+    ``publish_many``, every event not known to be stored), so the caller can
+    retry exactly those. Retrying may duplicate an event whose confirm was lost:
+    consumers deduplicate by id.
+    """
+
+    def __init__(self, message: str, *, event_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.event_ids = event_ids
 
 
 class PublishTimeoutError(PublishError, TimeoutError):

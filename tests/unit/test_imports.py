@@ -47,6 +47,7 @@ BACKEND_MODULES: dict[str, tuple[str, str]] = {
     "backend_kit.db._pool": ("sqlalchemy", "db"),
     "backend_kit.security.redis": ("redis", "redis"),
     "backend_kit.cache.redis": ("redis", "redis"),
+    "backend_kit.events.amqp": ("aio_pika", "amqp"),
 }
 
 

@@ -88,6 +88,26 @@ PINNED: dict[str, list[str]] = {
         "UnkeyableArgumentError",
         "canonical_text",
     ],
+    "backend_kit.events": [
+        "DeadLetter",
+        "Event",
+        "EventBus",
+        "EventBusError",
+        "EventHandler",
+        "EventHooks",
+        "InMemoryEventBus",
+        "InvalidEventError",
+        "NotConnectedError",
+        "PublishError",
+        "PublishNackedError",
+        "PublishTimeoutError",
+        "RetryPolicy",
+        "Subscription",
+        "UnroutableEventError",
+        "decode_event",
+        "encode_event",
+        "topic_matches",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.
