@@ -47,8 +47,13 @@ def run_demo(out: TextIO | None = None) -> int:
     """Run every demo part, print the report, return the process exit status."""
     stream = out if out is not None else sys.stdout
     # The demo shows its own report; library warnings (slow query, cache
-    # fallback) still reach stderr so a reader sees them as a user would.
-    logging.basicConfig(level=logging.WARNING, format="  [log] %(name)s %(levelname)s: %(message)s")
+    # fallback) are printed in line with it, so a reader sees them where they
+    # happen, as a user's log would show them.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="    [log] %(name)s %(levelname)s: %(message)s",
+        stream=stream,
+    )
     report = Report(stream)
     stream.write(
         "backend-kit demo: each part below runs for real, on embedded defaults unless a service URL is set\n"
