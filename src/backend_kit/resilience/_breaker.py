@@ -474,11 +474,10 @@ class CircuitBreaker:
         outcomes.append(failed)
         if failed:
             self._window_failures += 1
-            calls = len(outcomes)
-            if calls >= self._minimum_calls and self._window_failures >= ratio * calls:
-                return self._move(
-                    _OPEN, f"{self._window_failures} of the last {calls} calls failed"
-                )
+        calls = len(outcomes)
+        # Judged after every outcome: a success can complete minimum_calls.
+        if calls >= self._minimum_calls and self._window_failures >= ratio * calls:
+            return self._move(_OPEN, f"{self._window_failures} of the last {calls} calls failed")
         return None
 
     def _half_open_if_due(self) -> StateChange | None:

@@ -7,7 +7,7 @@ computed from one number per key, the *theoretical arrival time* (TAT):
   unless set) and refills continuously at ``amount / period`` calls per
   second: one call every ``interval = period / amount`` seconds.
 * A call of ``cost`` at time ``now`` is allowed when
-  ``max(tat, now) + cost * interval - burst * interval <= now``; if allowed
+  ``max(tat, now) - (burst - cost) * interval <= now``; if allowed
   the TAT moves to ``max(tat, now) + cost * interval``, otherwise nothing
   changes.
 
@@ -248,7 +248,9 @@ class MemoryRateLimiter:
             now = self._clock()
             tat = max(self._tats.get(slot, now), now)
             new_tat = tat + cost * limit.interval
-            allow_at = new_tat - limit.burst * limit.interval
+            # Not new_tat - burst * interval: that rounds, and a call of cost
+            # == burst on a full bucket would be refused by 1e-15 s.
+            allow_at = tat - (limit.burst - cost) * limit.interval
             allowed = allow_at <= now
             if allowed:
                 self._tats[slot] = new_tat

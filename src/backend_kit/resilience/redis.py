@@ -46,19 +46,19 @@ __all__ = ["GCRA_SCRIPT", "RedisRateLimiter"]
 logger = logging.getLogger("backend_kit.resilience")
 
 GCRA_SCRIPT = """
--- KEYS[1]: the limit's key. ARGV: interval (us), burst * interval (us), cost.
+-- KEYS[1]: the limit's key. ARGV: interval (us), burst, cost.
 -- Returns {allowed (1/0), TAT minus now (us), retry after (us)}.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat or tat < now then
   tat = now
 end
 local new_tat = tat + interval * cost
-local allow_at = new_tat - tolerance
+local allow_at = tat - (burst - cost) * interval
 if allow_at > now then
   return {0, tat - now, allow_at - now}
 end
@@ -193,7 +193,7 @@ class RedisRateLimiter:
         args = self._args.get(limit.key_part)
         if args is None:
             interval_us = limit.interval * 1_000_000
-            args = (repr(interval_us), repr(interval_us * limit.burst))
+            args = (repr(interval_us), str(limit.burst))
             self._args[limit.key_part] = args
         return args
 
@@ -207,7 +207,7 @@ class RedisRateLimiter:
         """
         if cost != 1:
             check_cost(limit, cost)
-        interval, tolerance = self._script_args(limit)
+        interval, burst = self._script_args(limit)
         name = f"{self._prefix}{limit.key_part}:{key}"
         client = self._async_client()
         breaker = self._breaker
@@ -215,10 +215,10 @@ class RedisRateLimiter:
             token = breaker._admit()
             try:
                 try:
-                    reply = await client.evalsha(_GCRA_SHA, 1, name, interval, tolerance, cost)
+                    reply = await client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
                 except NoScriptError:
                     await client.script_load(GCRA_SCRIPT)
-                    reply = await client.evalsha(_GCRA_SHA, 1, name, interval, tolerance, cost)
+                    reply = await client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
             except Exception as exc:
                 breaker._record_error(token, exc)
                 raise
@@ -236,7 +236,7 @@ class RedisRateLimiter:
         """Blocking twin of :meth:`ahit` (for sync frameworks and threads)."""
         if cost != 1:
             check_cost(limit, cost)
-        interval, tolerance = self._script_args(limit)
+        interval, burst = self._script_args(limit)
         name = f"{self._prefix}{limit.key_part}:{key}"
         client = self._blocking_client()
         breaker = self._breaker
@@ -244,10 +244,10 @@ class RedisRateLimiter:
             token = breaker._admit()
             try:
                 try:
-                    reply = client.evalsha(_GCRA_SHA, 1, name, interval, tolerance, cost)
+                    reply = client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
                 except NoScriptError:
                     client.script_load(GCRA_SCRIPT)
-                    reply = client.evalsha(_GCRA_SHA, 1, name, interval, tolerance, cost)
+                    reply = client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
             except Exception as exc:
                 breaker._record_error(token, exc)
                 raise
