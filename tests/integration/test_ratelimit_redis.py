@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ import redis.asyncio as aioredis
 from backend_kit.errors import ConfigurationError, RateLimiterUnavailableError
 from backend_kit.resilience import CircuitBreaker, CircuitState, RateLimit, RateLimiter
 from backend_kit.resilience.redis import GCRA_SCRIPT, RedisRateLimiter
+from tests.integration._own_redis_server import OwnRedis, start_own_redis
 
 
 @pytest.fixture
@@ -188,51 +187,6 @@ def test_two_processes_of_concurrent_clients_get_exactly_the_limit(
 
 
 # ------------------------------------------------------------- Redis down
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class OwnRedis:
-    """A redis-server this test started, on its own port, to stop at will."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-
-
-def start_own_redis(tmp_path: Path, port: int | None = None) -> OwnRedis:
-    port = port or _free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port, socket_connect_timeout=0.2)
-    try:
-        for _ in range(200):
-            try:
-                if client.ping():
-                    return OwnRedis(port, process)
-            except redis.ConnectionError:
-                time.sleep(0.025)
-    finally:
-        client.close()
-    process.kill()
-    raise RuntimeError("redis-server did not start")
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server = start_own_redis(tmp_path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -122,7 +124,8 @@ async def test_sync_checks_run_in_a_thread_and_time_out() -> None:
     assert report["blocking"].status is HealthStatus.FAIL
     assert report["blocking"].output == "timed out after 0.1 s"
     assert report["fast"].status is HealthStatus.PASS
-    assert ran_in and ran_in[0] != loop_thread
+    assert len(ran_in) == 1
+    assert ran_in[0] != loop_thread
 
 
 async def test_objects_with_async_call_and_lambdas_returning_coroutines() -> None:
@@ -216,3 +219,16 @@ def test_check_result_is_a_value() -> None:
     }
     with pytest.raises(AttributeError):
         result.name = "other"  # type: ignore[misc]
+
+
+def test_importing_health_imports_no_extra() -> None:
+    code = (
+        "import sys, backend_kit.health; "
+        "print(sorted(m for m in ('redis', 'sqlalchemy', 'aio_pika', 'stamina', 'psycopg') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -36,13 +36,18 @@ EXTRAS_MODULES = (
     "psycopg",
     "cryptography",
     "requests",
+    "stamina",
+    "tenacity",
+    "limits",
 )
 
 # Modules that need an extra, with the top-level package that extra provides
 # and the extra's name. Each component adds its backend modules here; the
 # parametrized test below proves each one fails with the install line when the
 # package is missing.
-BACKEND_MODULES: dict[str, tuple[str, str]] = {}
+BACKEND_MODULES: dict[str, tuple[str, str]] = {
+    "backend_kit.resilience.redis": ("redis", "redis"),
+}
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:

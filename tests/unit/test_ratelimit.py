@@ -177,9 +177,7 @@ def test_threads_get_exactly_the_burst() -> None:
     amount=st.integers(1, 8),
     period=st.sampled_from([1.0, 3.0, 10.0]),
     burst=st.integers(0, 8),
-    steps=st.lists(
-        st.tuples(st.floats(0.0, 4.0, allow_nan=False), st.integers(0, 3)), max_size=60
-    ),
+    steps=st.lists(st.tuples(st.floats(0.0, 4.0, allow_nan=False), st.integers(0, 3)), max_size=60),
 )
 def test_gcra_never_exceeds_its_rate(
     amount: int, period: float, burst: int, steps: list[tuple[float, int]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -69,16 +71,14 @@ def test_non_idempotent_operations_retry_a_refused_connection() -> None:
             raise ConnectionRefusedError(111, "Connection refused")
         except ConnectionRefusedError:
             try:
-                raise ClientConnectionError("Error 111 connecting")  # noqa: B904 - as redis-py does
+                raise ClientConnectionError("Error 111 connecting")
             except ClientConnectionError as exc:
                 return exc
 
     error = client_error_raised_while_handling_a_refusal()
     assert isinstance(error.__context__, ConnectionRefusedError)
     flaky = Flaky(error, socket.gaierror(-2, "Name or service not known"))
-    wrapped = retry(
-        on=(ClientConnectionError, OSError), idempotent=False, preset=QUICK
-    )(flaky)
+    wrapped = retry(on=(ClientConnectionError, OSError), idempotent=False, preset=QUICK)(flaky)
     assert wrapped() == "done"
     assert flaky.calls == 3
 
@@ -129,3 +129,22 @@ def test_presets_are_sane() -> None:
         RetryPreset(attempts=0, timeout=1.0, wait_initial=0.1, wait_max=1.0, wait_jitter=0.1)
     with pytest.raises(ConfigurationError):
         RetryPreset(attempts=1, timeout=0.0, wait_initial=0.1, wait_max=1.0, wait_jitter=0.1)
+
+
+def test_without_stamina_retry_names_the_extra_and_the_package_still_imports() -> None:
+    code = """
+import sys
+sys.modules["stamina"] = None  # as if the extra were not installed
+import backend_kit.resilience as resilience
+from backend_kit.errors import MissingDependencyError
+breaker = resilience.CircuitBreaker()  # the rest works without the extra
+try:
+    resilience.retry(on=OSError, idempotent=True)
+except MissingDependencyError as exc:
+    print(exc)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'backend-kit[resilience]'" in result.stdout
