@@ -121,32 +121,42 @@ _WORKER = textwrap.dedent(
     from backend_kit.resilience.redis import RedisRateLimiter
 
     url, prefix, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    limit = RateLimit(100, 3600.0)
+    CLIENTS, HITS = 12, 60
+    limit = RateLimit(500, 3600.0)
     limiter = RedisRateLimiter(url, key_prefix=prefix)
     barrier = redis.Redis.from_url(url)
-    barrier.incr(prefix + "barrier")
-    deadline = time.monotonic() + 20
-    while int(barrier.get(prefix + "barrier")) < 2:  # both processes ready
-        assert time.monotonic() < deadline, "the other process never came"
-        time.sleep(0.002)
+
+    def wait_for_the_other_process():
+        barrier.incr(prefix + "barrier")
+        deadline = time.monotonic() + 20
+        while int(barrier.get(prefix + "barrier")) < 2:
+            assert time.monotonic() < deadline, "the other process never came"
 
     if mode == "async":
-        async def client():
-            return [(await limiter.ahit("shared", limit)).allowed for _ in range(25)]
+        async def client(key, hits):
+            return [(await limiter.ahit(key, limit)).allowed for _ in range(hits)]
         async def main():
-            per_client = await asyncio.gather(*(client() for _ in range(12)))
+            # Warm up as many connections as there are clients, on another key.
+            await asyncio.gather(*(client("warm-up", 1) for _ in range(CLIENTS)))
+            wait_for_the_other_process()
+            per_client = await asyncio.gather(*(client("shared", HITS) for _ in range(CLIENTS)))
             await limiter.aclose()
             return [a for results in per_client for a in results]
         allowed = asyncio.run(main())
     else:
         allowed = []
         lock = threading.Lock()
+        start = threading.Barrier(CLIENTS + 1)
         def client():
-            mine = [limiter.hit("shared", limit).allowed for _ in range(25)]
+            limiter.hit("warm-up", limit)
+            start.wait()
+            mine = [limiter.hit("shared", limit).allowed for _ in range(HITS)]
             with lock:
                 allowed.extend(mine)
-        threads = [threading.Thread(target=client) for _ in range(12)]
+        threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for t in threads: t.start()
+        wait_for_the_other_process()
+        start.wait()
         for t in threads: t.join()
     print(json.dumps({"attempts": len(allowed), "allowed": sum(allowed)}))
     """
@@ -156,7 +166,7 @@ _WORKER = textwrap.dedent(
 def test_two_processes_of_concurrent_clients_get_exactly_the_limit(
     redis_url: str, unique_name: str
 ) -> None:
-    """12 asyncio clients in one process and 12 threads in another, 600 attempts, limit 100."""
+    """12 asyncio clients in one process and 12 threads in another, 1440 attempts, limit 500."""
     prefix = f"{unique_name}:"
     processes = [
         subprocess.Popen(
@@ -181,8 +191,8 @@ def test_two_processes_of_concurrent_clients_get_exactly_the_limit(
         if keys:
             cleanup.delete(*keys)
         cleanup.close()
-    assert [o["attempts"] for o in outputs] == [300, 300]
-    assert sum(o["allowed"] for o in outputs) == 100
+    assert [o["attempts"] for o in outputs] == [720, 720]
+    assert sum(o["allowed"] for o in outputs) == 500
     assert all(o["allowed"] > 0 for o in outputs), "both processes took part"
 
 

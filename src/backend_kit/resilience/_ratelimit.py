@@ -196,16 +196,19 @@ def check_cost(limit: RateLimit, cost: int) -> None:
 
 
 def gcra_result(
-    limit: RateLimit, cost: int, *, allowed: bool, tat_ahead: float, retry_after: float
+    limit: RateLimit, *, allowed: bool, tat_ahead: float, retry_after: float
 ) -> RateLimitResult:
     """Build a result from how far the TAT is ahead of now after the check (seconds)."""
-    remaining = int((limit.burst * limit.interval - tat_ahead) / limit.interval + 1e-9)
+    interval = limit.interval
+    # Calls that fit in the slack left before the TAT is a whole burst ahead;
+    # the epsilon keeps 2.9999999 (float rounding) from reading as 2.
+    remaining = int(limit.burst - tat_ahead / interval + 1e-9)
     return RateLimitResult(
         allowed,
         limit,
-        max(0, remaining),
-        max(0.0, tat_ahead),
-        max(0.0, retry_after),
+        remaining if remaining > 0 else 0,
+        tat_ahead if tat_ahead > 0.0 else 0.0,
+        retry_after if retry_after > 0.0 else 0.0,
     )
 
 
@@ -258,10 +261,8 @@ class MemoryRateLimiter:
             if self._checks % self._sweep_every == 0:
                 self._sweep(now)
         if allowed:
-            return gcra_result(limit, cost, allowed=True, tat_ahead=new_tat - now, retry_after=0.0)
-        return gcra_result(
-            limit, cost, allowed=False, tat_ahead=tat - now, retry_after=allow_at - now
-        )
+            return gcra_result(limit, allowed=True, tat_ahead=new_tat - now, retry_after=0.0)
+        return gcra_result(limit, allowed=False, tat_ahead=tat - now, retry_after=allow_at - now)
 
     async def ahit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
         """Async twin of :meth:`hit` (it never waits)."""

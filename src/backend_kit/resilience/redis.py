@@ -46,27 +46,25 @@ __all__ = ["GCRA_SCRIPT", "RedisRateLimiter"]
 logger = logging.getLogger("backend_kit.resilience")
 
 GCRA_SCRIPT = """
--- KEYS[1]: the limit's key. ARGV: interval (us), burst, cost.
--- Returns {allowed (1/0), TAT minus now (us), retry after (us)}.
+-- KEYS[1]: the key of one limit for one caller.
+-- ARGV[1]: cost * interval, ARGV[2]: (burst - cost) * interval, in microseconds.
+-- Returns one integer (the cheapest reply): TAT minus now in microseconds
+-- after the call when it is allowed (>= 0), or -1 - (TAT minus now) when it
+-- is refused (< 0; nothing was written).
 local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then
+local now = clock[1] * 1000000 + clock[2]
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
   tat = now
 end
-local new_tat = tat + interval * cost
-local allow_at = tat - (burst - cost) * interval
-if allow_at > now then
-  return {0, tat - now, allow_at - now}
+if tat - ARGV[2] > now then
+  return -1 - (tat - now)
 end
-local ttl = math.ceil((new_tat - now) / 1000)
-if ttl > 0 then
-  redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', ttl)
+local new_tat = tat + ARGV[1]
+if new_tat > now then
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
 end
-return {1, new_tat - now, 0}
+return new_tat - now
 """
 _GCRA_SHA = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
@@ -143,7 +141,7 @@ class RedisRateLimiter:
         self._breaker = breaker or CircuitBreaker(
             "rate limiter Redis", failure_threshold=3, reset_timeout=2.0
         )
-        self._args: dict[str, tuple[str, str]] = {}
+        self._args: dict[str, tuple[bytes, bytes, float]] = {}
         self._state_lock = threading.Lock()
         self._down = False
         self._last_warning = -float("inf")
@@ -189,11 +187,18 @@ class RedisRateLimiter:
             )
         return self._sync_client
 
-    def _script_args(self, limit: RateLimit) -> tuple[str, str]:
-        args = self._args.get(limit.key_part)
-        if args is None:
-            interval_us = limit.interval * 1_000_000
-            args = (repr(interval_us), str(limit.burst))
+    def _script_args(self, limit: RateLimit, cost: int) -> tuple[bytes, bytes, float]:
+        """ARGV for the script (pre-encoded) and the slack in seconds; cached for cost 1."""
+        if cost == 1:
+            cached = self._args.get(limit.key_part)
+            if cached is not None:
+                return cached
+        else:
+            check_cost(limit, cost)
+        increment_us = cost * limit.interval * 1e6
+        slack = (limit.burst - cost) * limit.interval
+        args = (repr(increment_us).encode(), repr(slack * 1e6).encode(), slack)
+        if cost == 1:
             self._args[limit.key_part] = args
         return args
 
@@ -205,9 +210,7 @@ class RedisRateLimiter:
             ConfigurationError: ``cost`` is negative or larger than the burst.
             RateLimiterUnavailableError: Redis is down and the policy is ``"raise"``.
         """
-        if cost != 1:
-            check_cost(limit, cost)
-        interval, burst = self._script_args(limit)
+        increment, slack_us, slack = self._script_args(limit, cost)
         name = f"{self._prefix}{limit.key_part}:{key}"
         client = self._async_client()
         breaker = self._breaker
@@ -215,10 +218,10 @@ class RedisRateLimiter:
             token = breaker._admit()
             try:
                 try:
-                    reply = await client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
+                    reply = await client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
                 except NoScriptError:
                     await client.script_load(GCRA_SCRIPT)
-                    reply = await client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
+                    reply = await client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
             except Exception as exc:
                 breaker._record_error(token, exc)
                 raise
@@ -230,13 +233,11 @@ class RedisRateLimiter:
             return self._answer_when_down(limit, cost, exc)
         if self._down:
             self._mark_up()
-        return self._result(limit, cost, reply)
+        return self._result(limit, reply, slack)
 
     def hit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
         """Blocking twin of :meth:`ahit` (for sync frameworks and threads)."""
-        if cost != 1:
-            check_cost(limit, cost)
-        interval, burst = self._script_args(limit)
+        increment, slack_us, slack = self._script_args(limit, cost)
         name = f"{self._prefix}{limit.key_part}:{key}"
         client = self._blocking_client()
         breaker = self._breaker
@@ -244,10 +245,10 @@ class RedisRateLimiter:
             token = breaker._admit()
             try:
                 try:
-                    reply = client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
+                    reply = client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
                 except NoScriptError:
                     client.script_load(GCRA_SCRIPT)
-                    reply = client.evalsha(_GCRA_SHA, 1, name, interval, burst, cost)
+                    reply = client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
             except Exception as exc:
                 breaker._record_error(token, exc)
                 raise
@@ -259,7 +260,7 @@ class RedisRateLimiter:
             return self._answer_when_down(limit, cost, exc)
         if self._down:
             self._mark_up()
-        return self._result(limit, cost, reply)
+        return self._result(limit, reply, slack)
 
     async def areset(self, key: str, limit: RateLimit) -> None:
         """Forget what ``key`` used of ``limit``.
@@ -327,15 +328,12 @@ class RedisRateLimiter:
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
-    def _result(limit: RateLimit, cost: int, reply: Any) -> RateLimitResult:
-        allowed, tat_ahead_us, retry_after_us = reply
-        return gcra_result(
-            limit,
-            cost,
-            allowed=allowed == 1,
-            tat_ahead=tat_ahead_us / 1_000_000,
-            retry_after=retry_after_us / 1_000_000,
-        )
+    def _result(limit: RateLimit, reply: int, slack: float) -> RateLimitResult:
+        if reply >= 0:
+            return gcra_result(limit, allowed=True, tat_ahead=reply / 1e6, retry_after=0.0)
+        tat_ahead = (-1 - reply) / 1e6
+        # Refused: the call fits once the TAT is within `slack` of now.
+        return gcra_result(limit, allowed=False, tat_ahead=tat_ahead, retry_after=tat_ahead - slack)
 
     def _answer_when_down(self, limit: RateLimit, cost: int, exc: BaseException) -> RateLimitResult:
         self._report_down(exc)
