@@ -53,8 +53,9 @@ def test_limits_are_values_and_burst_defaults_to_amount() -> None:
     assert RateLimit.parse("100/minute") == RateLimit(100, 60.0)
     assert RateLimit(100, 60.0, burst=10) != RateLimit(100, 60.0)
     assert RateLimit.parse("100/minute", burst=10).burst == 10
-    assert str(RateLimit(100, 60.0)) == "100/60s"
-    assert str(RateLimit(100, 60.0, burst=5)) == "100/60s (burst 5)"
+    assert str(RateLimit(100, 60.0)) == "100/minute"
+    assert str(RateLimit(5, 30.0)) == "5/30s"
+    assert str(RateLimit(100, 3600.0, burst=5)) == "100/hour (burst 5)"
     assert len({RateLimit(1, 1.0), RateLimit(1, 1.0)}) == 1
 
 

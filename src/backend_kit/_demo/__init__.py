@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import environment
+from backend_kit._demo import environment, resilience
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -23,7 +23,10 @@ __all__ = ["PARTS", "run_demo"]
 DemoPart = Callable[[Report], Awaitable[None]]
 
 # In the order a reader meets the components.
-PARTS: tuple[tuple[str, DemoPart], ...] = (("environment", environment.run),)
+PARTS: tuple[tuple[str, DemoPart], ...] = (
+    ("environment", environment.run),
+    ("resilience", resilience.run),
+)
 
 
 async def _run_parts(report: Report) -> None:

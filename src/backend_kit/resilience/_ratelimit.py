@@ -115,7 +115,11 @@ class RateLimit:
         return cls(int(match["amount"]), count * _UNITS[unit], burst)
 
     def __str__(self) -> str:
-        text = f"{self.amount}/{self.period:g}s"
+        """``"100/minute"``, ``"5/30s"``, ``"100/minute (burst 10)"``."""
+        unit = next(
+            (name for name, seconds in _UNIT_SECONDS.items() if seconds == self.period), None
+        )
+        text = f"{self.amount}/{unit}" if unit else f"{self.amount}/{self.period:g}s"
         return text if self.burst == self.amount else f"{text} (burst {self.burst})"
 
 
