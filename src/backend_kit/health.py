@@ -144,6 +144,7 @@ class _Registered:
     timeout: float
     critical: bool
     liveness: bool
+    in_thread: bool
 
 
 class HealthCheck:
@@ -177,6 +178,7 @@ class HealthCheck:
         timeout: float | None = None,
         critical: bool = True,
         liveness: bool = False,
+        run_in_thread: bool | None = None,
     ) -> None:
         """Register ``check`` under ``name``.
 
@@ -188,6 +190,10 @@ class HealthCheck:
                 failing non-critical one makes it ``warn``.
             liveness: Also run it for :meth:`liveness`. Only for in-process
                 checks, never for a dependency.
+            run_in_thread: Call ``check`` in a worker thread. Default: yes
+                unless it is an ``async def`` (or an object with an async
+                ``__call__``). Pass ``False`` for a plain function that only
+                returns an awaitable and needs the running loop to make it.
 
         Raises:
             ConfigurationError: the name is taken or the timeout is not positive.
@@ -197,7 +203,12 @@ class HealthCheck:
         effective = self._default_timeout if timeout is None else timeout
         if effective <= 0:
             raise ConfigurationError("a health check's timeout must be positive")
-        self._checks[name] = _Registered(name, check, effective, critical, liveness)
+        if run_in_thread is None:
+            run_in_thread = not (
+                inspect.iscoroutinefunction(check)
+                or inspect.iscoroutinefunction(getattr(check, "__call__", None))  # noqa: B004
+            )
+        self._checks[name] = _Registered(name, check, effective, critical, liveness, run_in_thread)
 
     def remove(self, name: str) -> None:
         """Unregister ``name``.
@@ -238,15 +249,13 @@ class HealthCheck:
         return HealthReport(status, tuple(results), duration, checked_at)
 
 
-async def _call(check: HealthCheckFunction) -> object:
-    if inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(
-        getattr(check, "__call__", None)  # noqa: B004 - an object with an async __call__
-    ):
-        outcome = check()
-    else:
+async def _call(check: _Registered) -> object:
+    if check.in_thread:
         # A sync check (a blocking ping) runs in a thread: the timeout still
         # answers on time, though the thread itself runs on until it returns.
-        outcome = await asyncio.to_thread(check)
+        outcome = await asyncio.to_thread(check.check)
+    else:
+        outcome = check.check()
     if inspect.isawaitable(outcome):
         outcome = await outcome
     return outcome
@@ -256,7 +265,7 @@ async def _run_one(check: _Registered) -> CheckResult:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(check.timeout):
-            outcome = await _call(check.check)
+            outcome = await _call(check)
     except TimeoutError:
         logger.warning("health check %r timed out after %g s", check.name, check.timeout)
         return CheckResult(

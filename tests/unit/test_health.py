@@ -133,11 +133,20 @@ async def test_objects_with_async_call_and_lambdas_returning_coroutines() -> Non
         async def __call__(self) -> None:
             await asyncio.sleep(0)
 
+    def needs_the_loop() -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
     health = HealthCheck()
     health.add("object", Pinger())
     health.add("lambda", lambda: ok())
+    health.add("future", needs_the_loop, run_in_thread=False)
     report = await health.readiness()
-    assert report.status is HealthStatus.PASS
+    assert report.status is HealthStatus.PASS, report.to_json()
+    health.add("future in a thread", needs_the_loop)
+    report = await health.readiness()
+    assert report["future in a thread"].output == "RuntimeError"  # no loop in a worker thread
 
 
 async def test_liveness_runs_no_dependency_check() -> None:

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
@@ -324,7 +324,9 @@ class CircuitBreaker:
         self._record_success(token)
         return result
 
-    async def acall(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Any:
+    async def acall(
+        self, func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
         """Await ``func(*args, **kwargs)`` through the breaker; the async twin of :meth:`call`.
 
         Raises:

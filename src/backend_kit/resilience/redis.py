@@ -170,22 +170,34 @@ class RedisRateLimiter:
 
     # ------------------------------------------------------------------ clients
     def _async_client(self) -> aioredis.Redis:
-        if self._client is None:
+        client = self._client
+        if client is None:
             if self._url is None:
                 raise ConfigurationError("ahit() needs an async client: give url or client")
-            self._client = aioredis.Redis.from_url(
-                self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
-            )
-        return self._client
+            with self._state_lock:  # two threads must not both make (and leak) one
+                if self._client is None:
+                    self._client = aioredis.Redis.from_url(
+                        self._url,
+                        socket_timeout=self._timeout,
+                        socket_connect_timeout=self._timeout,
+                    )
+                client = self._client
+        return client
 
     def _blocking_client(self) -> redis.Redis:
-        if self._sync_client is None:
+        client = self._sync_client
+        if client is None:
             if self._url is None:
                 raise ConfigurationError("hit() needs a sync client: give url or sync_client")
-            self._sync_client = redis.Redis.from_url(
-                self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
-            )
-        return self._sync_client
+            with self._state_lock:
+                if self._sync_client is None:
+                    self._sync_client = redis.Redis.from_url(
+                        self._url,
+                        socket_timeout=self._timeout,
+                        socket_connect_timeout=self._timeout,
+                    )
+                client = self._sync_client
+        return client
 
     def _script_args(self, limit: RateLimit, cost: int) -> tuple[bytes, bytes, float]:
         """ARGV for the script (pre-encoded) and the slack in seconds; cached for cost 1."""
