@@ -199,21 +199,31 @@ def check_cost(limit: RateLimit, cost: int) -> None:
         raise ConfigurationError(msg)
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__
+# (about 0.5 µs for six fields); the limiters' hot path fills the slots
+# directly instead, which is what __init__ does minus the indirection.
+_new_result = object.__new__
+_set_allowed, _set_limit, _set_remaining, _set_reset_after, _set_retry_after, _set_degraded = (
+    getattr(RateLimitResult, name).__set__
+    for name in ("allowed", "limit", "remaining", "reset_after", "retry_after", "degraded")
+)
+
+
 def gcra_result(
     limit: RateLimit, *, allowed: bool, tat_ahead: float, retry_after: float
 ) -> RateLimitResult:
     """Build a result from how far the TAT is ahead of now after the check (seconds)."""
-    interval = limit.interval
     # Calls that fit in the slack left before the TAT is a whole burst ahead;
     # the epsilon keeps 2.9999999 (float rounding) from reading as 2.
-    remaining = int(limit.burst - tat_ahead / interval + 1e-9)
-    return RateLimitResult(
-        allowed,
-        limit,
-        remaining if remaining > 0 else 0,
-        tat_ahead if tat_ahead > 0.0 else 0.0,
-        retry_after if retry_after > 0.0 else 0.0,
-    )
+    remaining = int(limit.burst - tat_ahead / limit.interval + 1e-9)
+    result: RateLimitResult = _new_result(RateLimitResult)
+    _set_allowed(result, allowed)
+    _set_limit(result, limit)
+    _set_remaining(result, remaining if remaining > 0 else 0)
+    _set_reset_after(result, tat_ahead if tat_ahead > 0.0 else 0.0)
+    _set_retry_after(result, retry_after if retry_after > 0.0 else 0.0)
+    _set_degraded(result, False)
+    return result
 
 
 class MemoryRateLimiter:
