@@ -57,17 +57,27 @@ def _quantile(samples: list[float], q: float) -> float:
 
 
 def _table(title: str, unit: str, results: dict[str, list[float]], floor: str | None) -> None:
-    """Median per contender, its interquartile range, and the ratio of medians to the floor."""
+    """Median per contender with its interquartile range, and two ratios to the floor.
+
+    ``ratio``: median over median, the figure the targets are judged on.
+    ``paired``: the median of per-round ratios (each round's contender time
+    over the same round's floor time), which cancels load that comes and goes
+    between rounds; shown for context.
+    """
     print(f"\n{title}")
     width = max(len(name) for name in results) + 2
     base = statistics.median(results[floor]) if floor else None
-    print(f"  {'contender':<{width}} {'median':>10} {'p25':>10} {'p75':>10}  ratio")
+    print(f"  {'contender':<{width}} {'median':>10} {'p25':>10} {'p75':>10}  ratio  paired")
     for name, samples in results.items():
         median = statistics.median(samples)
-        ratio = f"{median / base:5.2f}x" if base else ""
+        ratio = paired = ""
+        if floor and base:
+            ratio = f"{median / base:5.2f}x"
+            per_round = [s / f for s, f in zip(samples, results[floor], strict=True)]
+            paired = f"{statistics.median(per_round):5.2f}x"
         print(
             f"  {name:<{width}} {median:>8.2f}{unit} {_quantile(samples, 0.25):>8.2f}{unit} "
-            f"{_quantile(samples, 0.75):>8.2f}{unit}  {ratio}"
+            f"{_quantile(samples, 0.75):>8.2f}{unit}  {ratio} {paired}"
         )
 
 

@@ -20,7 +20,6 @@ from hypothesis.stateful import (
     consumes,
     initialize,
     invariant,
-    precondition,
     rule,
 )
 
@@ -256,16 +255,22 @@ class BreakerMachine(RuleBasedStateMachine):
         assert era is not None
         self.model.finish(era, outcome, self.clock.now)
 
-    @precondition(lambda self: self.model.state != CLOSED)
     @rule()
     def reset(self) -> None:
         self.breaker.reset()
-        self.model.move(CLOSED, self.clock.now)
+        if self.model.state == CLOSED:
+            self.model.consecutive = 0
+            self.model.recent = []
+        else:
+            self.model.move(CLOSED, self.clock.now)
 
     @rule()
     def trip(self) -> None:
         self.breaker.trip()
-        self.model.move(OPEN, self.clock.now)
+        if self.model.state == OPEN:
+            self.model.opened_at = self.clock.now
+        else:
+            self.model.move(OPEN, self.clock.now)
 
     @rule()
     def read_state(self) -> None:

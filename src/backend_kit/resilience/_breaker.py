@@ -257,8 +257,14 @@ class CircuitBreaker:
             self._notify(change)
 
     def trip(self) -> None:
-        """Open the breaker now, as if the failure threshold had been reached."""
+        """Open the breaker now, as if the failure threshold had been reached.
+
+        On an open breaker it only restarts the reset timeout (no hook call).
+        """
         with self._lock:
+            if self._state is _OPEN:
+                self._opened_at = self._clock()
+                return
             change = self._move(_OPEN, "trip() called")
         self._notify(change)
 
