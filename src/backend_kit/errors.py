@@ -29,7 +29,8 @@ The tree::
     │       ├── PublishNackedError
     │       └── UnroutableEventError                 no queue is bound for the routing key
     ├── DiscoveryError
-    │   └── RegistryUnavailableError                 the registry (Consul agent) cannot be reached
+    │   ├── RegistryUnavailableError                 the registry (Consul agent) cannot be reached
+    │   └── NoHealthyInstanceError (also LookupError)  no passing instance to choose
     └── ResilienceError
         ├── CircuitOpenError                         the breaker refuses calls for now
         ├── RateLimitExceededError                   a rate limit refused the call
@@ -54,6 +55,7 @@ __all__ = [
     "ExpiredTokenError",
     "InvalidTokenError",
     "MissingDependencyError",
+    "NoHealthyInstanceError",
     "NotConnectedError",
     "PoolExhaustedError",
     "PublishError",
@@ -190,6 +192,10 @@ class DiscoveryError(BackendKitError):
 
 class RegistryUnavailableError(DiscoveryError):
     """The registry cannot be reached and no cached answer is fresh enough."""
+
+
+class NoHealthyInstanceError(DiscoveryError, LookupError):
+    """``choose`` found no passing instance of the service."""
 
 
 # ---------------------------------------------------------------- resilience

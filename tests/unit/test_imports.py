@@ -46,6 +46,8 @@ EXTRAS_MODULES = (
 # parametrized test below proves each one fails with the install line when the
 # package is missing.
 BACKEND_MODULES: dict[str, tuple[str, str]] = {
+    "backend_kit.discovery.consul": ("consul", "consul"),
+    "backend_kit.db._pool": ("sqlalchemy", "db"),
     "backend_kit.resilience.redis": ("redis", "redis"),
 }
 

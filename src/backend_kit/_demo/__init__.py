@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import environment, resilience
+from backend_kit._demo import db, discovery, environment, resilience
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -25,6 +25,8 @@ DemoPart = Callable[[Report], Awaitable[None]]
 # In the order a reader meets the components.
 PARTS: tuple[tuple[str, DemoPart], ...] = (
     ("environment", environment.run),
+    ("db", db.run),
+    ("discovery", discovery.run),
     ("resilience", resilience.run),
 )
 
