@@ -49,6 +49,7 @@ PINNED: dict[str, list[str]] = {
         "create_pooled_engine",
         "ping",
         "pool_status",
+    ],
     "backend_kit.resilience": [
         "BackendDownPolicy",
         "CircuitBreaker",
