@@ -44,10 +44,12 @@ logger = logging.getLogger("backend_kit.health")
 HealthCheckFunction: TypeAlias = Callable[[], Awaitable[object] | object]
 """A check: an async or sync callable without arguments.
 
-It passes when it returns (``None``, ``True``, anything), fails when it raises
-or returns ``False``, and may return a :class:`HealthStatus` to say so itself
-(``HealthStatus.WARN``, for a degraded but usable dependency). A sync check
-runs in a worker thread so it cannot block the event loop.
+It passes when it returns ``None`` or a true value, fails when it raises or
+returns a false value (``False``, or a result object that is false, like
+``backend_kit.db``'s ``PingResult(ok=False)``), and may return a
+:class:`HealthStatus` to say so itself (``HealthStatus.WARN``, for a degraded
+but usable dependency). A sync check runs in a worker thread so it cannot
+block the event loop.
 """
 
 
@@ -289,9 +291,12 @@ async def _run_one(check: _Registered) -> CheckResult:
     latency = time.perf_counter() - started
     if isinstance(outcome, HealthStatus):
         status = outcome
-    elif outcome is False:
-        status = HealthStatus.FAIL
-    else:
+    elif outcome is None or outcome:
         status = HealthStatus.PASS
+    else:
+        # False, or a falsy result object such as backend_kit.db's PingResult(ok=False).
+        status = HealthStatus.FAIL
+        if outcome is not False:
+            logger.warning("health check %r returned a failed result: %r", check.name, outcome)
     output = None if status is HealthStatus.PASS else f"check returned {status.value}"
     return CheckResult(check.name, status, latency, check.critical, output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from backend_kit.db import aping as db_aping
 from backend_kit.health import HealthCheck, HealthStatus
 from backend_kit.resilience.redis import RedisRateLimiter
 from tests.integration._own_redis_server import start_own_redis
@@ -62,9 +64,16 @@ async def test_all_services_up(
         health.add("postgres", postgres_check(engine))
         health.add("rabbitmq", amqp_check(amqp))
         health.add("rate-limiter", limiter.aping)
+        health.add("db.aping", functools.partial(db_aping, engine, timeout=1.0))
         report = await health.readiness()
         assert report.status is HealthStatus.PASS, report.to_json()
-        assert [c.name for c in report.checks] == ["redis", "postgres", "rabbitmq", "rate-limiter"]
+        assert [c.name for c in report.checks] == [
+            "redis",
+            "postgres",
+            "rabbitmq",
+            "rate-limiter",
+            "db.aping",
+        ]
         assert all(c.latency < 2.0 for c in report.checks)
         live = await health.liveness()
         assert (live.status, live.checks) == (HealthStatus.PASS, ())
@@ -80,6 +89,10 @@ async def test_one_service_down_fails_that_check_only_and_quickly(
     killed = start_own_redis(tmp_path / "killed")
     hung = start_own_redis(tmp_path / "hung")
     killed_client = aioredis.Redis.from_url(killed.url, socket_connect_timeout=5)
+    # Nothing listens there any more: the port of the Redis just killed.
+    dead_engine = create_async_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{killed.port}/test", pool_size=1
+    )
     hung_client = aioredis.Redis.from_url(hung.url, socket_connect_timeout=5)
     shared_client = aioredis.Redis.from_url(redis_url)
     try:
@@ -95,6 +108,7 @@ async def test_one_service_down_fails_that_check_only_and_quickly(
         health.add("rabbitmq", amqp_check(amqp))
         health.add("session-redis", killed_client.ping, timeout=0.5)
         health.add("queue-redis", hung_client.ping, timeout=0.5)
+        health.add("reports-db", functools.partial(db_aping, dead_engine, timeout=2.0))
         started = time.perf_counter()
         report = await health.readiness()
         elapsed = time.perf_counter() - started
@@ -104,11 +118,13 @@ async def test_one_service_down_fails_that_check_only_and_quickly(
         await shared_client.aclose()
         await killed_client.aclose()
         await hung_client.aclose()
+        await dead_engine.dispose()
 
     assert report.status is HealthStatus.FAIL
     assert report["session-redis"].status is HealthStatus.FAIL
     assert report["session-redis"].output == "ConnectionError"
     assert report["session-redis"].latency < 0.5, "a refused connection fails at once"
+    assert report["reports-db"].status is HealthStatus.FAIL, "db.aping's falsy PingResult fails"
     assert report["queue-redis"].status is HealthStatus.FAIL
     assert report["queue-redis"].output == "timed out after 0.5 s"
     assert 0.5 <= report["queue-redis"].latency < 1.0

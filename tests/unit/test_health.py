@@ -68,16 +68,38 @@ async def test_non_critical_failure_and_explicit_warn_give_warn() -> None:
     assert report["queue"].output == "check returned warn"
 
 
-async def test_returning_false_fails() -> None:
+async def test_returning_false_or_a_false_result_fails() -> None:
     health = HealthCheck()
 
     async def not_ready() -> bool:
         return False
 
+    class Ping:
+        def __init__(self, ok: bool) -> None:
+            self.ok = ok
+
+        def __bool__(self) -> bool:
+            return self.ok
+
+    async def db_down() -> Ping:
+        return Ping(ok=False)  # like backend_kit.db.aping: reports instead of raising
+
+    async def db_up() -> Ping:
+        return Ping(ok=True)
+
+    async def nothing() -> None:
+        return None
+
     health.add("migrations", not_ready)
+    health.add("db", db_down)
+    health.add("replica", db_up)
+    health.add("none", nothing)
     report = await health.readiness()
     assert report.status is HealthStatus.FAIL
     assert report["migrations"].output == "check returned fail"
+    assert report["db"].status is HealthStatus.FAIL
+    assert report["replica"].status is HealthStatus.PASS
+    assert report["none"].status is HealthStatus.PASS
 
 
 async def test_a_hanging_check_times_out_without_slowing_the_others() -> None:
