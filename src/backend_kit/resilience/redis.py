@@ -224,7 +224,7 @@ class RedisRateLimiter:
         """
         increment, slack_us, slack = self._script_args(limit, cost)
         name = f"{self._prefix}{limit.key_part}:{key}"
-        client = self._async_client()
+        client = self._client or self._async_client()
         breaker = self._breaker
         try:
             token = breaker._admit()
@@ -251,7 +251,7 @@ class RedisRateLimiter:
         """Blocking twin of :meth:`ahit` (for sync frameworks and threads)."""
         increment, slack_us, slack = self._script_args(limit, cost)
         name = f"{self._prefix}{limit.key_part}:{key}"
-        client = self._blocking_client()
+        client = self._sync_client or self._blocking_client()
         breaker = self._breaker
         try:
             token = breaker._admit()
