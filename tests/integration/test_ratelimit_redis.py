@@ -52,6 +52,37 @@ async def test_burst_remaining_and_refusal(limiter: RedisRateLimiter) -> None:
     assert (await limiter.ahit("alice", limit)).remaining == 2
 
 
+async def test_fractional_intervals_survive_the_round_trip_through_redis(
+    limiter: RedisRateLimiter, redis_url: str, unique_name: str
+) -> None:
+    """3/second is one call every 333333.33... us: the TAT is stored as a float.
+
+    Redis turns the Lua number into a string for SET (17 significant digits:
+    b'1795677410100734.2'), which reads back as the same double; pinned here
+    because exact counts depend on it.
+    """
+    limit = RateLimit(3, 1.0)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        seconds, micros = raw.time()
+        before = seconds * 1_000_000 + micros
+        first = await limiter.ahit("k", limit)
+        seconds, micros = raw.time()
+        after = seconds * 1_000_000 + micros
+        stored = raw.get(f"{unique_name}:{limit.key_part}:k")
+    finally:
+        raw.close()
+    assert stored is not None
+    # TAT = Redis's now at the check + 333333.33 us; at ~1.8e15 us a double
+    # resolves 0.25 us, which is the precision that survives (b'...734.2').
+    tat = float(stored)
+    assert before + 333_333.33 - 0.5 <= tat <= after + 333_333.34 + 0.5
+    results = [first] + [await limiter.ahit("k", limit) for _ in range(3)]
+    assert [r.allowed for r in results] == [True, True, True, False]
+    assert [r.remaining for r in results] == [2, 1, 0, 0]
+    assert results[-1].retry_after == pytest.approx(1 / 3, abs=0.02)
+
+
 async def test_sync_and_async_share_the_count(limiter: RedisRateLimiter) -> None:
     limit = RateLimit(4, 60.0)
     assert limiter.hit("k", limit, cost=2).remaining == 2
