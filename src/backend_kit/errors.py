@@ -12,10 +12,11 @@ The tree::
     ├── CacheError                                   cache backend trouble
     │   └── CacheBackendError                        (normally absorbed: the cache fails open)
     ├── SecurityError
-    │   └── TokenError                               any token that is not accepted
-    │       ├── ExpiredTokenError
-    │       ├── InvalidTokenError
-    │       └── RevokedTokenError
+    │   ├── TokenError                               any token that is not accepted
+    │   │   ├── ExpiredTokenError
+    │   │   ├── InvalidTokenError
+    │   │   └── RevokedTokenError
+    │   └── RevocationStoreError                     the revocation store cannot be reached
     ├── DatabaseError
     │   └── PoolExhaustedError (also TimeoutError)   no connection within pool_timeout
     ├── UserError
@@ -65,6 +66,7 @@ __all__ = [
     "RateLimiterUnavailableError",
     "RegistryUnavailableError",
     "ResilienceError",
+    "RevocationStoreError",
     "RevokedTokenError",
     "SecurityError",
     "TokenError",
@@ -132,6 +134,15 @@ class InvalidTokenError(TokenError):
 
 class RevokedTokenError(TokenError):
     """The token's ``jti`` has been revoked."""
+
+
+class RevocationStoreError(SecurityError):
+    """The revocation store (Redis) failed, so a token's status is unknown.
+
+    Tokens are refused rather than accepted unchecked (fail closed); this is
+    not a :class:`TokenError` because the token itself may be fine: a web app
+    should answer 503, not 401.
+    """
 
 
 # ------------------------------------------------------------------------ db

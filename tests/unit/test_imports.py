@@ -48,6 +48,7 @@ EXTRAS_MODULES = (
 BACKEND_MODULES: dict[str, tuple[str, str]] = {
     "backend_kit.discovery.consul": ("consul", "consul"),
     "backend_kit.db._pool": ("sqlalchemy", "db"),
+    "backend_kit.security.redis": ("redis", "redis"),
     "backend_kit.resilience.redis": ("redis", "redis"),
 }
 

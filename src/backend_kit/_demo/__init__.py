@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import db, discovery, environment, resilience
+from backend_kit._demo import db, discovery, environment, resilience, security
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -27,6 +27,7 @@ PARTS: tuple[tuple[str, DemoPart], ...] = (
     ("environment", environment.run),
     ("db", db.run),
     ("discovery", discovery.run),
+    ("security", security.run),
     ("resilience", resilience.run),
 )
 
