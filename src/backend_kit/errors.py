@@ -35,7 +35,8 @@ The tree::
     │   └── NoHealthyInstanceError (also LookupError)  no passing instance to choose
     └── ResilienceError
         ├── CircuitOpenError                         the breaker refuses calls for now
-        └── RateLimitExceededError                   a rate limit refused the call
+        ├── RateLimitExceededError                   a rate limit refused the call
+        └── RateLimiterUnavailableError              the limiter's store is down (policy "raise")
 
 Messages are written to be safe to show: they never carry a secret, a bound SQL
 parameter, a token or a stack trace.
@@ -64,6 +65,7 @@ __all__ = [
     "PublishNackedError",
     "PublishTimeoutError",
     "RateLimitExceededError",
+    "RateLimiterUnavailableError",
     "RegistryUnavailableError",
     "ResilienceError",
     "RevocationStoreError",
@@ -232,7 +234,22 @@ class ResilienceError(BackendKitError):
 
 
 class CircuitOpenError(ResilienceError):
-    """The circuit breaker is open and refuses calls until it half-opens."""
+    """The circuit breaker is open and refuses calls until it half-opens.
+
+    ``name`` is the breaker's name; ``retry_after`` the seconds until it lets a
+    trial call through (``None`` when trial calls are already in flight).
+    """
+
+    def __init__(
+        self,
+        message: str = "the circuit breaker is open",
+        *,
+        name: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.retry_after = retry_after
 
 
 class RateLimitExceededError(ResilienceError):
@@ -241,3 +258,11 @@ class RateLimitExceededError(ResilienceError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimiterUnavailableError(ResilienceError):
+    """The rate limiter's store (Redis) cannot be reached and its policy is ``"raise"``.
+
+    With the default policies (``"allow"``, ``"deny"``) the limiter answers
+    instead of raising; see :class:`backend_kit.resilience.BackendDownPolicy`.
+    """

@@ -36,6 +36,9 @@ EXTRAS_MODULES = (
     "psycopg",
     "cryptography",
     "requests",
+    "stamina",
+    "tenacity",
+    "limits",
 )
 
 # Modules that need an extra, with the top-level package that extra provides
@@ -48,6 +51,7 @@ BACKEND_MODULES: dict[str, tuple[str, str]] = {
     "backend_kit.security.redis": ("redis", "redis"),
     "backend_kit.cache.redis": ("redis", "redis"),
     "backend_kit.events.amqp": ("aio_pika", "amqp"),
+    "backend_kit.resilience.redis": ("redis", "redis"),
 }
 
 

@@ -108,6 +108,25 @@ PINNED: dict[str, list[str]] = {
         "encode_event",
         "topic_matches",
     ],
+    "backend_kit.resilience": [
+        "BackendDownPolicy",
+        "CircuitBreaker",
+        "CircuitOpenError",
+        "CircuitState",
+        "MemoryRateLimiter",
+        "RateLimit",
+        "RateLimitExceededError",
+        "RateLimitResult",
+        "RateLimiter",
+        "RateLimiterUnavailableError",
+        "ResilienceError",
+        "RetryOn",
+        "RetryPreset",
+        "StateChange",
+        "StateChangeHook",
+        "never_sent",
+        "retry",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.

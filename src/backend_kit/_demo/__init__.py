@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import cache, db, discovery, environment, events, security
+from backend_kit._demo import cache, db, discovery, environment, events, resilience, security
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -30,6 +30,7 @@ PARTS: tuple[tuple[str, DemoPart], ...] = (
     ("db", db.run),
     ("events", events.run),
     ("discovery", discovery.run),
+    ("resilience", resilience.run),
 )
 
 
