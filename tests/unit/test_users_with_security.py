@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import bcrypt
 import pytest
-from backend_kit.security import SecurityManager
 
+from backend_kit.security import SecurityManager
 from backend_kit.users import InMemoryUserRepository, NewUser, PasswordService, UserService
 
 PASSWORD = "correct horse battery staple"
