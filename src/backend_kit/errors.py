@@ -12,10 +12,11 @@ The tree::
     ├── CacheError                                   cache backend trouble
     │   └── CacheBackendError                        (normally absorbed: the cache fails open)
     ├── SecurityError
-    │   └── TokenError                               any token that is not accepted
-    │       ├── ExpiredTokenError
-    │       ├── InvalidTokenError
-    │       └── RevokedTokenError
+    │   ├── TokenError                               any token that is not accepted
+    │   │   ├── ExpiredTokenError
+    │   │   ├── InvalidTokenError
+    │   │   └── RevokedTokenError
+    │   └── RevocationStoreError                     the revocation store cannot be reached
     ├── DatabaseError
     │   └── PoolExhaustedError (also TimeoutError)   no connection within pool_timeout
     ├── UserError
@@ -24,6 +25,7 @@ The tree::
     │   └── UserValidationError (also ValueError)
     ├── EventBusError
     │   ├── NotConnectedError                        used before connect() / after close()
+    │   ├── InvalidEventError (also ValueError)      a body is not a valid event envelope
     │   └── PublishError                             the broker did not take the event
     │       ├── PublishTimeoutError (also TimeoutError)
     │       ├── PublishNackedError
@@ -33,7 +35,8 @@ The tree::
     │   └── NoHealthyInstanceError (also LookupError)  no passing instance to choose
     └── ResilienceError
         ├── CircuitOpenError                         the breaker refuses calls for now
-        └── RateLimitExceededError                   a rate limit refused the call
+        ├── RateLimitExceededError                   a rate limit refused the call
+        └── RateLimiterUnavailableError              the limiter's store is down (policy "raise")
 
 Messages are written to be safe to show: they never carry a secret, a bound SQL
 parameter, a token or a stack trace.
@@ -52,6 +55,7 @@ __all__ = [
     "DuplicateEmailError",
     "EventBusError",
     "ExpiredTokenError",
+    "InvalidEventError",
     "InvalidTokenError",
     "MissingDependencyError",
     "NoHealthyInstanceError",
@@ -61,8 +65,10 @@ __all__ = [
     "PublishNackedError",
     "PublishTimeoutError",
     "RateLimitExceededError",
+    "RateLimiterUnavailableError",
     "RegistryUnavailableError",
     "ResilienceError",
+    "RevocationStoreError",
     "RevokedTokenError",
     "SecurityError",
     "TokenError",
@@ -132,6 +138,15 @@ class RevokedTokenError(TokenError):
     """The token's ``jti`` has been revoked."""
 
 
+class RevocationStoreError(SecurityError):
+    """The revocation store (Redis) failed, so a token's status is unknown.
+
+    Tokens are refused rather than accepted unchecked (fail closed); this is
+    not a :class:`TokenError` because the token itself may be fine: a web app
+    should answer 503, not 401.
+    """
+
+
 # ------------------------------------------------------------------------ db
 class DatabaseError(BackendKitError):
     """Base class of database errors raised by backend_kit itself."""
@@ -155,7 +170,16 @@ class UserNotFoundError(UserError, LookupError):
 
 
 class UserValidationError(UserError, ValueError):
-    """Input broke a rule. Names the field; never echoes a password."""
+    """Input broke a rule. Names the field; never echoes a password.
+
+    ``field`` is the name of the offending input (``"email"``, ``"name"``,
+    ``"password"``, ``"limit"``, ``"after"``) or ``None``; the message starts
+    with it and describes the rule, never the value.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # -------------------------------------------------------------------- events
@@ -167,8 +191,25 @@ class NotConnectedError(EventBusError):
     """The bus was used before ``connect()`` or after ``close()``."""
 
 
+class InvalidEventError(EventBusError, ValueError):
+    """A message body is not a valid event envelope, or event data is not JSON-serializable.
+
+    Consumers never raise it to the caller: such a message goes to the dead letters.
+    """
+
+
 class PublishError(EventBusError):
-    """The broker did not confirm the event; it may not have been stored."""
+    """The broker did not confirm the event; it may not have been stored.
+
+    ``event_ids`` lists the ids of the events that were not confirmed (for
+    ``publish_many``, every event not known to be stored), so the caller can
+    retry exactly those. Retrying may duplicate an event whose confirm was lost:
+    consumers deduplicate by id.
+    """
+
+    def __init__(self, message: str, *, event_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.event_ids = event_ids
 
 
 class PublishTimeoutError(PublishError, TimeoutError):
@@ -202,7 +243,22 @@ class ResilienceError(BackendKitError):
 
 
 class CircuitOpenError(ResilienceError):
-    """The circuit breaker is open and refuses calls until it half-opens."""
+    """The circuit breaker is open and refuses calls until it half-opens.
+
+    ``name`` is the breaker's name; ``retry_after`` the seconds until it lets a
+    trial call through (``None`` when trial calls are already in flight).
+    """
+
+    def __init__(
+        self,
+        message: str = "the circuit breaker is open",
+        *,
+        name: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.retry_after = retry_after
 
 
 class RateLimitExceededError(ResilienceError):
@@ -211,3 +267,11 @@ class RateLimitExceededError(ResilienceError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimiterUnavailableError(ResilienceError):
+    """The rate limiter's store (Redis) cannot be reached and its policy is ``"raise"``.
+
+    With the default policies (``"allow"``, ``"deny"``) the limiter answers
+    instead of raising; see :class:`backend_kit.resilience.BackendDownPolicy`.
+    """

@@ -36,6 +36,9 @@ EXTRAS_MODULES = (
     "psycopg",
     "cryptography",
     "requests",
+    "stamina",
+    "tenacity",
+    "limits",
 )
 
 # Modules that need an extra, with the top-level package that extra provides
@@ -45,6 +48,12 @@ EXTRAS_MODULES = (
 BACKEND_MODULES: dict[str, tuple[str, str]] = {
     "backend_kit.discovery.consul": ("consul", "consul"),
     "backend_kit.db._pool": ("sqlalchemy", "db"),
+    "backend_kit.security.redis": ("redis", "redis"),
+    "backend_kit.cache.redis": ("redis", "redis"),
+    "backend_kit.events.amqp": ("aio_pika", "amqp"),
+    "backend_kit.resilience.redis": ("redis", "redis"),
+    "backend_kit.users.mongo": ("pymongo", "mongo"),
+    "backend_kit.users.sql": ("sqlalchemy", "db"),
 }
 
 

@@ -14,7 +14,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import db, discovery, environment
+from backend_kit._demo import (
+    cache,
+    db,
+    discovery,
+    environment,
+    events,
+    resilience,
+    security,
+    users,
+)
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -25,8 +34,13 @@ DemoPart = Callable[[Report], Awaitable[None]]
 # In the order a reader meets the components.
 PARTS: tuple[tuple[str, DemoPart], ...] = (
     ("environment", environment.run),
+    ("cache", cache.run),
+    ("security", security.run),
     ("db", db.run),
+    ("users", users.run),
+    ("events", events.run),
     ("discovery", discovery.run),
+    ("resilience", resilience.run),
 )
 
 
@@ -44,8 +58,13 @@ def run_demo(out: TextIO | None = None) -> int:
     """Run every demo part, print the report, return the process exit status."""
     stream = out if out is not None else sys.stdout
     # The demo shows its own report; library warnings (slow query, cache
-    # fallback) still reach stderr so a reader sees them as a user would.
-    logging.basicConfig(level=logging.WARNING, format="  [log] %(name)s %(levelname)s: %(message)s")
+    # fallback) are printed in line with it, so a reader sees them where they
+    # happen, as a user's log would show them.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="    [log] %(name)s %(levelname)s: %(message)s",
+        stream=stream,
+    )
     report = Report(stream)
     stream.write(
         "backend-kit demo: each part below runs for real, on embedded defaults unless a service URL is set\n"

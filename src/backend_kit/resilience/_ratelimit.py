@@ -1,0 +1,298 @@
+"""Rate limits, their results, the limiter protocol and the in-memory limiter.
+
+The algorithm is GCRA (the generic cell rate algorithm), the token bucket
+computed from one number per key, the *theoretical arrival time* (TAT):
+
+* ``RateLimit(amount, period)`` allows ``burst`` calls at once (``amount``
+  unless set) and refills continuously at ``amount / period`` calls per
+  second: one call every ``interval = period / amount`` seconds.
+* A call of ``cost`` at time ``now`` is allowed when
+  ``max(tat, now) - (burst - cost) * interval <= now``; if allowed
+  the TAT moves to ``max(tat, now) + cost * interval``, otherwise nothing
+  changes.
+
+It needs O(1) memory and one read and one write per check, which is what lets
+the Redis limiter stay one round trip. The consequence to know: "100/minute"
+means *a burst of at most 100, then 100 a minute sustained*. Over any window
+of ``period`` seconds it admits at most ``burst + amount - 1`` calls (a full
+burst, then the refill), never more than ``amount`` per ``period`` on average.
+Pass ``burst=1`` for strictly even spacing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
+
+from backend_kit.errors import ConfigurationError, RateLimitExceededError
+
+__all__ = [
+    "BackendDownPolicy",
+    "MemoryRateLimiter",
+    "RateLimit",
+    "RateLimitResult",
+    "RateLimiter",
+]
+
+BackendDownPolicy: TypeAlias = Literal["allow", "deny", "raise"]
+"""What a limiter backed by a server does when the server cannot be reached.
+
+``"allow"`` (fail open): the call is allowed; ``"deny"`` (fail closed): it is
+refused with ``retry_after`` set to the limiter's ``retry_after_when_down``;
+``"raise"``: :class:`~backend_kit.errors.RateLimiterUnavailableError`. Every
+answer given by a policy has ``degraded=True``.
+"""
+
+_UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_UNIT_NAMES = {
+    "second": ("s", "sec", "secs", "second", "seconds"),
+    "minute": ("m", "min", "mins", "minute", "minutes"),
+    "hour": ("h", "hr", "hrs", "hour", "hours"),
+    "day": ("d", "day", "days"),
+}
+_UNITS: dict[str, float] = {
+    name: _UNIT_SECONDS[unit] for unit, names in _UNIT_NAMES.items() for name in names
+}
+_LIMIT_RE = re.compile(
+    r"^\s*(?P<amount>\d+)\s*(?:/|per)\s*(?P<count>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """``amount`` calls per ``period`` seconds, with bursts of up to ``burst`` calls.
+
+    Build one directly (``RateLimit(100, 60.0)``) or parse it
+    (``RateLimit.parse("100/minute")``). ``burst`` defaults to ``amount``.
+
+    Raises:
+        ConfigurationError: for a non-positive amount, period or burst.
+    """
+
+    amount: int
+    period: float
+    """Seconds."""
+    burst: int = 0
+    """Calls allowed at once; 0 (the default) means ``amount``."""
+    interval: float = field(init=False, repr=False, compare=False)
+    """Seconds between two calls at the sustained rate: ``period / amount``."""
+    key_part: str = field(init=False, repr=False, compare=False)
+    """How the limit appears in storage keys, so two limits on one key stay apart."""
+
+    def __post_init__(self) -> None:
+        if self.amount < 1:
+            raise ConfigurationError("a rate limit's amount must be at least 1")
+        if not self.period > 0 or math.isinf(self.period):
+            raise ConfigurationError("a rate limit's period must be a positive number of seconds")
+        if self.burst < 0:
+            raise ConfigurationError("a rate limit's burst must be at least 1")
+        if self.burst == 0:
+            object.__setattr__(self, "burst", self.amount)
+        object.__setattr__(self, "interval", self.period / self.amount)
+        object.__setattr__(self, "key_part", f"{self.amount}/{self.period:g}s/{self.burst}")
+
+    @classmethod
+    def parse(cls, text: str, *, burst: int = 0) -> RateLimit:
+        """Parse ``"100/minute"``, ``"10 per second"``, ``"5/30s"``, ``"1000/2 hours"``.
+
+        Units: s/sec/second(s), m/min/minute(s), h/hr/hour(s), d/day(s).
+
+        Raises:
+            ConfigurationError: the text is not a rate limit.
+        """
+        match = _LIMIT_RE.match(text)
+        unit = match["unit"].lower() if match else ""
+        if match is None or unit not in _UNITS:
+            msg = f"not a rate limit: {text!r} (expected e.g. '100/minute' or '5/30s')"
+            raise ConfigurationError(msg)
+        count = float(match["count"]) if match["count"] else 1.0
+        return cls(int(match["amount"]), count * _UNITS[unit], burst)
+
+    def __str__(self) -> str:
+        """``"100/minute"``, ``"5/30s"``, ``"100/minute (burst 10)"``."""
+        unit = next(
+            (name for name, seconds in _UNIT_SECONDS.items() if seconds == self.period), None
+        )
+        text = f"{self.amount}/{unit}" if unit else f"{self.amount}/{self.period:g}s"
+        return text if self.burst == self.amount else f"{text} (burst {self.burst})"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """The answer to one check: allowed or not, and what the HTTP headers need."""
+
+    allowed: bool
+    limit: RateLimit
+    remaining: int
+    """Calls still allowed right now, after this one."""
+    reset_after: float
+    """Seconds until the limit is fully replenished (``remaining == burst``)."""
+    retry_after: float
+    """Seconds until a call of the same cost would be allowed; 0.0 when allowed."""
+    degraded: bool = False
+    """True when the backend was unreachable and the down-policy answered."""
+
+    def headers(self) -> dict[str, str]:
+        """HTTP response headers for this result.
+
+        ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole
+        seconds, rounded up) and ``RateLimit-Policy`` as in the IETF draft
+        (draft-ietf-httpapi-ratelimit-headers-06, the form most clients parse),
+        plus ``Retry-After`` (whole seconds, rounded up, at least 1) when refused.
+        """
+        limit = self.limit
+        headers = {
+            "RateLimit-Limit": str(limit.burst),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(math.ceil(self.reset_after)),
+            "RateLimit-Policy": f"{limit.amount};w={math.ceil(limit.period)}",
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
+
+    def raise_if_refused(self) -> None:
+        """Raise :class:`~backend_kit.errors.RateLimitExceededError` when not allowed."""
+        if not self.allowed:
+            raise RateLimitExceededError(
+                f"rate limit {self.limit} exceeded; retry in {self.retry_after:.3g} s",
+                retry_after=self.retry_after,
+            )
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Counts calls per key against a :class:`RateLimit`.
+
+    ``key`` names who is limited (a user id, an API key, a client IP); a key
+    checked against two different limits is counted separately for each.
+    ``cost`` is how many calls this one counts for (0 only looks).
+    """
+
+    def hit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
+        """Count a call and say whether it is allowed."""
+        ...
+
+    async def ahit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
+        """Count a call and say whether it is allowed (async)."""
+        ...
+
+    def reset(self, key: str, limit: RateLimit) -> None:
+        """Forget what ``key`` used of ``limit`` (after a successful login, say)."""
+        ...
+
+    async def areset(self, key: str, limit: RateLimit) -> None:
+        """Forget what ``key`` used of ``limit`` (async)."""
+        ...
+
+
+def check_cost(limit: RateLimit, cost: int) -> None:
+    """Reject a cost no amount of waiting could ever allow."""
+    if cost < 0 or cost > limit.burst:
+        msg = f"cost must be between 0 and the burst ({limit.burst}), got {cost}"
+        raise ConfigurationError(msg)
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__
+# (about 0.5 µs for six fields); the limiters' hot path fills the slots
+# directly instead, which is what __init__ does minus the indirection.
+_new_result = object.__new__
+_set_allowed, _set_limit, _set_remaining, _set_reset_after, _set_retry_after, _set_degraded = (
+    getattr(RateLimitResult, name).__set__
+    for name in ("allowed", "limit", "remaining", "reset_after", "retry_after", "degraded")
+)
+
+
+def gcra_result(
+    limit: RateLimit, *, allowed: bool, tat_ahead: float, retry_after: float
+) -> RateLimitResult:
+    """Build a result from how far the TAT is ahead of now after the check (seconds)."""
+    # Calls that fit in the slack left before the TAT is a whole burst ahead;
+    # the epsilon keeps 2.9999999 (float rounding) from reading as 2.
+    remaining = int(limit.burst - tat_ahead / limit.interval + 1e-9)
+    result: RateLimitResult = _new_result(RateLimitResult)
+    _set_allowed(result, allowed)
+    _set_limit(result, limit)
+    _set_remaining(result, remaining if remaining > 0 else 0)
+    _set_reset_after(result, tat_ahead if tat_ahead > 0.0 else 0.0)
+    _set_retry_after(result, retry_after if retry_after > 0.0 else 0.0)
+    _set_degraded(result, False)
+    return result
+
+
+class MemoryRateLimiter:
+    """GCRA rate limiter in this process's memory, for one process and for tests.
+
+    Exact within the process and thread-safe; not shared between processes
+    (use :class:`backend_kit.resilience.redis.RedisRateLimiter` for that).
+    Keys whose bucket is full again are dropped every ``sweep_every`` checks,
+    so memory follows the number of keys recently limited.
+
+    Args:
+        clock: Seconds from a monotonic clock (default ``time.monotonic``);
+            inject a fake one to drive time in tests.
+        sweep_every: Checks between two sweeps of replenished keys (default 1024).
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, sweep_every: int = 1024
+    ) -> None:
+        self._clock = clock
+        self._tats: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._sweep_every = max(1, sweep_every)
+        self._checks = 0
+
+    def __len__(self) -> int:
+        """Keys currently holding state."""
+        return len(self._tats)
+
+    def hit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
+        """Count a call of ``cost`` for ``key`` against ``limit``.
+
+        Raises:
+            ConfigurationError: ``cost`` is negative or larger than the burst.
+        """
+        check_cost(limit, cost)
+        slot = (limit.key_part, key)
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tats.get(slot, now), now)
+            new_tat = tat + cost * limit.interval
+            # Not new_tat - burst * interval: that rounds, and a call of cost
+            # == burst on a full bucket would be refused by 1e-15 s.
+            allow_at = tat - (limit.burst - cost) * limit.interval
+            allowed = allow_at <= now
+            if allowed:
+                self._tats[slot] = new_tat
+            self._checks += 1
+            if self._checks % self._sweep_every == 0:
+                self._sweep(now)
+        if allowed:
+            return gcra_result(limit, allowed=True, tat_ahead=new_tat - now, retry_after=0.0)
+        return gcra_result(limit, allowed=False, tat_ahead=tat - now, retry_after=allow_at - now)
+
+    async def ahit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
+        """Async twin of :meth:`hit` (it never waits)."""
+        return self.hit(key, limit, cost=cost)
+
+    def reset(self, key: str, limit: RateLimit) -> None:
+        """Forget what ``key`` used of ``limit``."""
+        with self._lock:
+            self._tats.pop((limit.key_part, key), None)
+
+    async def areset(self, key: str, limit: RateLimit) -> None:
+        """Async twin of :meth:`reset`."""
+        self.reset(key, limit)
+
+    def _sweep(self, now: float) -> None:
+        """Drop keys whose TAT is in the past: their bucket is full. Lock held."""
+        stale = [slot for slot, tat in self._tats.items() if tat <= now]
+        for slot in stale:
+            del self._tats[slot]
