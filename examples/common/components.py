@@ -26,7 +26,6 @@ from backend_kit.health import HealthCheck
 from backend_kit.resilience import MemoryRateLimiter, RateLimit, RateLimiter
 from backend_kit.security import SecurityManager
 from backend_kit.users import UserService
-
 from examples.common.settings import Settings, redact_url
 from examples.worker.handlers import (
     USER_CREATED,

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from examples.extending import sqlite_cache
+from examples.extending.sqlite_cache import SqliteCache
 
 from backend_kit.cache import CacheBackend, CacheManager
 from backend_kit.errors import CacheBackendError
-from examples.extending import sqlite_cache
-from examples.extending.sqlite_cache import SqliteCache
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from backend_kit.errors import PublishTimeoutError
-from backend_kit.security import SecurityManager
 from examples.common import Settings
 from examples.rest_api import create_app
 from fastapi import FastAPI
 
+from backend_kit.errors import PublishTimeoutError
+from backend_kit.security import SecurityManager
 from tests.examples.conftest import JWT_SECRET, app_state, eventually, running
 
 PASSWORD = "correct horse battery staple"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-
-from backend_kit.errors import ConfigurationError, InvalidTokenError
 from examples.common import Settings, open_components
 from examples.common.settings import redact_url
+
+from backend_kit.errors import ConfigurationError, InvalidTokenError
 
 
 def test_nothing_set_means_embedded_defaults() -> None:
