@@ -11,6 +11,7 @@ in reverse order on the way out::
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -196,13 +197,9 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             )
             backends["worker"] = f"in this process ({subscription.queue})"
 
-        async def database_ready() -> bool:
-            # aping() never raises: it reports. A PingResult is truthy only when
-            # SELECT 1 answered, and HealthCheck fails a check that returns False.
-            return bool(await aping(engine, timeout=1.0))
-
         health = HealthCheck(default_timeout=1.0)
-        health.add("database", database_ready)
+        # aping() reports instead of raising; a PingResult(ok=False) fails the check.
+        health.add("database", functools.partial(aping, engine, timeout=1.0))
         # The cache fails open (a call without it is slower, not wrong): degraded, not down.
         health.add("cache", cache.aping, critical=False)
         health.add("events", bus.ping)
