@@ -238,9 +238,10 @@ class RateLimiter(Protocol):
 
 
 def check_cost(limit: RateLimit, cost: int) -> None:
-    """Reject a cost no amount of waiting could ever allow."""
+    """Reject a cost no amount of waiting could ever allow (above the amount; GCRA: the burst)."""
     if cost < 0 or cost > limit.burst:
-        msg = f"cost must be between 0 and the burst ({limit.burst}), got {cost}"
+        most = "amount" if limit.algorithm == "sliding_window" else "burst"
+        msg = f"cost must be between 0 and the limit's {most} ({limit.burst}), got {cost}"
         raise ConfigurationError(msg)
 
 
