@@ -17,8 +17,14 @@ import redis
 import redis.asyncio as aioredis
 
 from backend_kit.errors import ConfigurationError, RateLimiterUnavailableError
-from backend_kit.resilience import CircuitBreaker, CircuitState, RateLimit, RateLimiter
-from backend_kit.resilience.redis import GCRA_SCRIPT, RedisRateLimiter
+from backend_kit.resilience import (
+    CircuitBreaker,
+    CircuitState,
+    RateLimit,
+    RateLimitAlgorithm,
+    RateLimiter,
+)
+from backend_kit.resilience.redis import GCRA_SCRIPT, SLIDING_WINDOW_SCRIPT, RedisRateLimiter
 from tests.integration._own_redis_server import OwnRedis, start_own_redis
 
 
@@ -37,31 +43,56 @@ def test_satisfies_the_protocol(redis_url: str) -> None:
     assert isinstance(RedisRateLimiter(redis_url), RateLimiter)
 
 
-async def test_burst_remaining_and_refusal(limiter: RedisRateLimiter) -> None:
+async def test_limit_remaining_and_refusal(limiter: RedisRateLimiter) -> None:
     limit = RateLimit.parse("3/minute")
     results = [await limiter.ahit("alice", limit) for _ in range(4)]
     assert [r.allowed for r in results] == [True, True, True, False]
     assert [r.remaining for r in results] == [2, 1, 0, 0]
     assert not any(r.degraded for r in results)
-    assert results[0].reset_after == pytest.approx(20.0, abs=0.05)
-    assert results[2].reset_after == pytest.approx(60.0, abs=0.05)
-    assert results[3].retry_after == pytest.approx(20.0, abs=0.05)
-    assert results[3].headers()["Retry-After"] == "20"
+    assert [r.reset_after for r in results] == pytest.approx([60.0] * 4, abs=0.05)
+    assert results[3].retry_after == pytest.approx(60.0, abs=0.05), "the oldest call leaves"
+    assert results[3].headers()["Retry-After"] == "60"
     assert (await limiter.ahit("bob", limit)).allowed, "keys are counted apart"
     await limiter.areset("alice", limit)
     assert (await limiter.ahit("alice", limit)).remaining == 2
 
 
+async def test_the_window_is_a_sorted_set_of_redis_times(
+    limiter: RedisRateLimiter, redis_url: str, unique_name: str
+) -> None:
+    """One member per unit of cost, scored by Redis's TIME in microseconds;
+    the key expires one period after its newest call."""
+    limit = RateLimit(5, 30.0)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        seconds, micros = raw.time()
+        before = seconds * 1_000_000 + micros
+        assert (await limiter.ahit("k", limit, cost=3)).remaining == 2
+        assert limiter.hit("k", limit).remaining == 1
+        seconds, micros = raw.time()
+        after = seconds * 1_000_000 + micros
+        name = f"{unique_name}:{limit.key_part}:k"
+        assert raw.type(name) == b"zset"
+        entries: list[tuple[bytes, float]] = raw.zrange(name, 0, -1, withscores=True)  # type: ignore[assignment]
+        ttl_ms = raw.pttl(name)
+    finally:
+        raw.close()
+    assert len(entries) == 4
+    assert len({member for member, _ in entries}) == 4, "members are unique"
+    assert all(before <= score <= after for _, score in entries)
+    assert 29_000 < ttl_ms <= 30_000
+
+
 async def test_fractional_intervals_survive_the_round_trip_through_redis(
     limiter: RedisRateLimiter, redis_url: str, unique_name: str
 ) -> None:
-    """3/second is one call every 333333.33... us: the TAT is stored as a float.
+    """GCRA at 3/second is one call every 333333.33... us: the TAT is stored as a float.
 
     Redis turns the Lua number into a string for SET (17 significant digits:
     b'1795677410100734.2'), which reads back as the same double; pinned here
     because exact counts depend on it.
     """
-    limit = RateLimit(3, 1.0)
+    limit = RateLimit(3, 1.0, algorithm="gcra")
     raw = redis.Redis.from_url(redis_url)
     try:
         seconds, micros = raw.time()
@@ -90,7 +121,7 @@ async def test_sync_and_async_share_the_count(limiter: RedisRateLimiter) -> None
     refused = limiter.hit("k", limit, cost=2)
     assert not refused.allowed
     assert refused.remaining == 1
-    assert refused.retry_after == pytest.approx(15.0, abs=0.05)
+    assert refused.retry_after == pytest.approx(60.0, abs=0.05)
     assert (await limiter.ahit("k", limit, cost=0)).remaining == 1
     with pytest.raises(ConfigurationError):
         await limiter.ahit("k", limit, cost=5)
@@ -99,8 +130,23 @@ async def test_sync_and_async_share_the_count(limiter: RedisRateLimiter) -> None
 
 
 async def test_the_window_slides(limiter: RedisRateLimiter) -> None:
+    """Each call gives its place back exactly one period after it was made."""
+    limit = RateLimit(5, 1.0)
+    first = [await limiter.ahit("k", limit) for _ in range(3)]
+    await asyncio.sleep(0.5)
+    second = [await limiter.ahit("k", limit) for _ in range(3)]
+    assert [r.allowed for r in first + second] == [True] * 5 + [False]
+    assert 0.4 < second[-1].retry_after <= 0.5, "the first three leave 1 s after they came"
+    assert second[-1].reset_after == pytest.approx(1.0, abs=0.05)
+    await asyncio.sleep(second[-1].retry_after + 0.02)
+    again = [await limiter.ahit("k", limit) for _ in range(4)]
+    assert [r.allowed for r in again] == [True, True, True, False], "three places came back"
+    assert again[-1].retry_after <= 0.5
+
+
+async def test_gcra_refills_one_call_per_interval(limiter: RedisRateLimiter) -> None:
     """After a burst, capacity comes back one call per interval, not all at a boundary."""
-    limit = RateLimit(5, 2.0)  # one call every 0.4 s, bursts of 5
+    limit = RateLimit(5, 2.0, algorithm="gcra")  # one call every 0.4 s, bursts of 5
     first = [await limiter.ahit("k", limit) for _ in range(6)]
     assert [r.allowed for r in first] == [True] * 5 + [False]
     wait = first[-1].retry_after
@@ -121,26 +167,27 @@ async def test_the_script_is_loaded_again_after_script_flush(
     SCRIPT FLUSH clears the script cache of the shared server; the only effect
     on other users is one reload, as after a restart.
     """
-    limit = RateLimit(10, 60.0)
-    assert (await limiter.ahit("k", limit)).allowed
     admin = aioredis.Redis.from_url(redis_url)
     try:
-        await admin.script_flush()
-        assert await admin.script_exists(_sha()) == [False]
-        result = await limiter.ahit("k", limit)
-        assert result.allowed
-        assert result.remaining == 8
-        assert await admin.script_exists(_sha()) == [True]
-        await admin.script_flush()
-        assert limiter.hit("k", limit).remaining == 7
+        for algorithm, script in (("sliding_window", SLIDING_WINDOW_SCRIPT), ("gcra", GCRA_SCRIPT)):
+            limit = RateLimit(10, 60.0, algorithm=algorithm)  # type: ignore[arg-type]
+            assert (await limiter.ahit("k", limit)).allowed
+            await admin.script_flush()
+            assert await admin.script_exists(_sha(script)) == [False]
+            result = await limiter.ahit("k", limit)
+            assert result.allowed
+            assert result.remaining == 8
+            assert await admin.script_exists(_sha(script)) == [True]
+            await admin.script_flush()
+            assert limiter.hit("k", limit).remaining == 7
     finally:
         await admin.aclose()
 
 
-def _sha() -> str:
+def _sha(script: str) -> str:
     import hashlib
 
-    return hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 # ------------------------------------------------------ exact across processes
@@ -151,9 +198,9 @@ _WORKER = textwrap.dedent(
     from backend_kit.resilience import RateLimit
     from backend_kit.resilience.redis import RedisRateLimiter
 
-    url, prefix, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    url, prefix, mode, algorithm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     CLIENTS, HITS = 12, 60
-    limit = RateLimit(500, 3600.0)
+    limit = RateLimit(500, 3600.0, algorithm=algorithm)
     limiter = RedisRateLimiter(url, key_prefix=prefix)
     barrier = redis.Redis.from_url(url)
 
@@ -194,14 +241,15 @@ _WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("algorithm", ["sliding_window", "gcra"])
 def test_two_processes_of_concurrent_clients_get_exactly_the_limit(
-    redis_url: str, unique_name: str
+    redis_url: str, unique_name: str, algorithm: RateLimitAlgorithm
 ) -> None:
     """12 asyncio clients in one process and 12 threads in another, 1440 attempts, limit 500."""
     prefix = f"{unique_name}:"
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, redis_url, prefix, mode],
+            [sys.executable, "-c", _WORKER, redis_url, prefix, mode, algorithm],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -225,6 +273,106 @@ def test_two_processes_of_concurrent_clients_get_exactly_the_limit(
     assert [o["attempts"] for o in outputs] == [720, 720]
     assert sum(o["allowed"] for o in outputs) == 500
     assert all(o["allowed"] > 0 for o in outputs), "both processes took part"
+
+
+_SLIDING_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys, threading, time
+    import redis
+    from backend_kit.resilience import RateLimit
+    from backend_kit.resilience.redis import RedisRateLimiter
+
+    url, prefix, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    CLIENTS, SECONDS = 4, 2.3
+    limit = RateLimit(20, 1.0)
+    limiter = RedisRateLimiter(url, key_prefix=prefix)
+    barrier = redis.Redis.from_url(url)
+    barrier.incr(prefix + "barrier")
+    deadline = time.monotonic() + 20
+    while int(barrier.get(prefix + "barrier")) < 2:
+        assert time.monotonic() < deadline, "the other process never came"
+    stop = time.time() + SECONDS
+    # (sent, answered) wall-clock times of every allowed call: both processes
+    # share the host's clock, and the check happened in Redis in between.
+    allowed = []
+    attempts = 0
+    if mode == "async":
+        async def client():
+            global attempts
+            while time.time() < stop:
+                sent = time.time()
+                result = await limiter.ahit("shared", limit)
+                attempts += 1
+                if result.allowed:
+                    allowed.append((sent, time.time()))
+        async def main():
+            await asyncio.gather(*(client() for _ in range(CLIENTS)))
+            await limiter.aclose()
+        asyncio.run(main())
+    else:
+        lock = threading.Lock()
+        def client():
+            global attempts
+            while time.time() < stop:
+                sent = time.time()
+                result = limiter.hit("shared", limit)
+                with lock:
+                    attempts += 1
+                    if result.allowed:
+                        allowed.append((sent, time.time()))
+        threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+    print(json.dumps({"attempts": attempts, "allowed": allowed}))
+    """
+)
+
+
+def test_no_window_of_the_period_holds_more_than_the_limit_across_processes(
+    redis_url: str, unique_name: str
+) -> None:
+    """Two processes (4 asyncio clients, 4 threads) hammer a 20/second limit for 2.3 s.
+
+    Each allowed call happened inside Redis between its send and answer
+    times, so if no window of 1 s holds more than 20 allowed calls, any 21
+    allowed calls span more than 1 s from the first send to the last answer.
+    And the window keeps sliding: 20 calls come back each second.
+    """
+    prefix = f"{unique_name}:"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SLIDING_WORKER, redis_url, prefix, mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mode in ("async", "sync")
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            outputs.append(json.loads(out))
+    finally:
+        for process in processes:
+            process.kill()
+        cleanup = redis.Redis.from_url(redis_url)
+        keys = list(cleanup.scan_iter(match=f"{prefix}*"))
+        if keys:
+            cleanup.delete(*keys)
+        cleanup.close()
+    calls = sorted((sent, answered) for o in outputs for sent, answered in o["allowed"])
+    assert all(o["attempts"] > len(o["allowed"]) for o in outputs), "the limit was reached"
+    limit, period = 20, 1.0
+    for first in range(len(calls) - limit):
+        group = calls[first : first + limit + 1]
+        span = max(answered for _, answered in group) - group[0][0]
+        assert span >= period, f"{limit + 1} allowed calls within {span:.3f} s"
+    span = max(answered for _, answered in calls) - calls[0][0]
+    assert len(calls) <= limit * (int(span / period) + 1)
+    # 2.3 s of hammering: the first 20, the 20 that came back after 1 s, and after 2 s.
+    assert len(calls) >= 2 * limit, "the window slid"
 
 
 # ------------------------------------------------------------- Redis down

@@ -115,6 +115,7 @@ PINNED: dict[str, list[str]] = {
         "CircuitState",
         "MemoryRateLimiter",
         "RateLimit",
+        "RateLimitAlgorithm",
         "RateLimitExceededError",
         "RateLimitResult",
         "RateLimiter",

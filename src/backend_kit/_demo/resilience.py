@@ -96,7 +96,10 @@ async def _rate_limit(report: Report, limiter: RateLimiter) -> None:
     limit = RateLimit.parse("3/minute")
     answers = [await limiter.ahit("client:203.0.113.7", limit) for _ in range(4)]
     allowed = ", ".join("allowed" if a.allowed else "refused" for a in answers)
-    report.step(f"rate limit {limit} (GCRA), 4 calls from one client: {allowed}")
+    report.step(
+        f"rate limit {limit} (at most {limit.amount} in any {limit.period:g} s), "
+        f"4 calls from one client: {allowed}"
+    )
     refused = answers[-1]
     headers = refused.headers()
     report.step(

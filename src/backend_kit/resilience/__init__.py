@@ -23,6 +23,7 @@ from backend_kit.resilience._ratelimit import (
     BackendDownPolicy,
     MemoryRateLimiter,
     RateLimit,
+    RateLimitAlgorithm,
     RateLimiter,
     RateLimitResult,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "CircuitState",
     "MemoryRateLimiter",
     "RateLimit",
+    "RateLimitAlgorithm",
     "RateLimitExceededError",
     "RateLimitResult",
     "RateLimiter",

@@ -1,22 +1,28 @@
 """Rate limits, their results, the limiter protocol and the in-memory limiter.
 
-The algorithm is GCRA (the generic cell rate algorithm), the token bucket
-computed from one number per key, the *theoretical arrival time* (TAT):
+Two algorithms, chosen per limit (``RateLimit.algorithm``):
 
-* ``RateLimit(amount, period)`` allows ``burst`` calls at once (``amount``
-  unless set) and refills continuously at ``amount / period`` calls per
-  second: one call every ``interval = period / amount`` seconds.
-* A call of ``cost`` at time ``now`` is allowed when
-  ``max(tat, now) - (burst - cost) * interval <= now``; if allowed
-  the TAT moves to ``max(tat, now) + cost * interval``, otherwise nothing
-  changes.
+``"sliding_window"`` (the default): ``RateLimit(amount, period)`` admits at most
+``amount`` calls in *any* window of ``period`` seconds. Each admitted call is
+remembered until it is ``period`` old (a log of timestamps: O(amount) memory
+per key); a call of ``cost`` at ``now`` is allowed when the calls of the last
+``period`` seconds plus ``cost`` stay within ``amount``. A refused call is not
+recorded. This is what ``"100/minute"`` means to users of slowapi / ``limits``
+(their "moving window").
 
-It needs O(1) memory and one read and one write per check, which is what lets
-the Redis limiter stay one round trip. The consequence to know: "100/minute"
-means *a burst of at most 100, then 100 a minute sustained*. Over any window
-of ``period`` seconds it admits at most ``burst + amount - 1`` calls (a full
-burst, then the refill), never more than ``amount`` per ``period`` on average.
-Pass ``burst=1`` for strictly even spacing.
+``"gcra"`` (opt in): the generic cell rate algorithm, a token bucket computed
+from one number per key, the *theoretical arrival time* (TAT):
+
+* it allows ``burst`` calls at once (``amount`` unless set) and refills
+  continuously at ``amount / period`` calls per second: one call every
+  ``interval = period / amount`` seconds;
+* a call of ``cost`` at time ``now`` is allowed when
+  ``max(tat, now) - (burst - cost) * interval <= now``; if allowed the TAT
+  moves to ``max(tat, now) + cost * interval``, otherwise nothing changes.
+
+GCRA needs O(1) memory and smooths traffic, but "100/minute" then means *a
+burst of up to 100, then 100 a minute sustained*: a window of ``period``
+seconds can see up to ``burst + amount - 1`` calls.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
@@ -35,6 +42,7 @@ __all__ = [
     "BackendDownPolicy",
     "MemoryRateLimiter",
     "RateLimit",
+    "RateLimitAlgorithm",
     "RateLimitResult",
     "RateLimiter",
 ]
@@ -47,6 +55,11 @@ refused with ``retry_after`` set to the limiter's ``retry_after_when_down``;
 ``"raise"``: :class:`~backend_kit.errors.RateLimiterUnavailableError`. Every
 answer given by a policy has ``degraded=True``.
 """
+
+RateLimitAlgorithm: TypeAlias = Literal["sliding_window", "gcra"]
+"""How a :class:`RateLimit` counts: ``"sliding_window"`` (default) or ``"gcra"``."""
+
+_ALGORITHMS = ("sliding_window", "gcra")
 
 _UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _UNIT_NAMES = {
@@ -66,20 +79,31 @@ _LIMIT_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """``amount`` calls per ``period`` seconds, with bursts of up to ``burst`` calls.
+    """At most ``amount`` calls in any window of ``period`` seconds (by default).
 
     Build one directly (``RateLimit(100, 60.0)``) or parse it
-    (``RateLimit.parse("100/minute")``). ``burst`` defaults to ``amount``.
+    (``RateLimit.parse("100/minute")``).
+
+    ``algorithm="sliding_window"`` (the default) is exact: no window of
+    ``period`` seconds ever holds more than ``amount`` allowed calls.
+    ``algorithm="gcra"`` is a token bucket: bursts of up to ``burst`` calls
+    (default ``amount``), refilled continuously at ``amount / period``; it
+    needs O(1) memory per key, but a window of ``period`` can see up to
+    ``burst + amount - 1`` calls. ``burst`` applies to GCRA only.
 
     Raises:
-        ConfigurationError: for a non-positive amount, period or burst.
+        ConfigurationError: for a non-positive amount, period or burst, an
+            unknown algorithm, or a burst without ``algorithm="gcra"``.
     """
 
     amount: int
     period: float
     """Seconds."""
     burst: int = 0
-    """Calls allowed at once; 0 (the default) means ``amount``."""
+    """GCRA only: calls allowed at once; 0 (the default) means ``amount``.
+    A sliding window's burst is always ``amount``."""
+    algorithm: RateLimitAlgorithm = "sliding_window"
+    """``"sliding_window"`` (default) or ``"gcra"``."""
     interval: float = field(init=False, repr=False, compare=False)
     """Seconds between two calls at the sustained rate: ``period / amount``."""
     key_part: str = field(init=False, repr=False, compare=False)
@@ -90,18 +114,34 @@ class RateLimit:
             raise ConfigurationError("a rate limit's amount must be at least 1")
         if not self.period > 0 or math.isinf(self.period):
             raise ConfigurationError("a rate limit's period must be a positive number of seconds")
+        if self.algorithm not in _ALGORITHMS:
+            msg = f"a rate limit's algorithm is 'sliding_window' or 'gcra', not {self.algorithm!r}"
+            raise ConfigurationError(msg)
         if self.burst < 0:
             raise ConfigurationError("a rate limit's burst must be at least 1")
-        if self.burst == 0:
+        if self.algorithm == "sliding_window":
+            if self.burst not in (0, self.amount):
+                # A sliding window never admits more than `amount` per period:
+                # a different burst would be silently meaningless.
+                msg = "burst applies to GCRA only: pass algorithm='gcra' with burst"
+                raise ConfigurationError(msg)
             object.__setattr__(self, "burst", self.amount)
+            key_part = f"{self.amount}/{self.period:g}s/w"
+        else:
+            if self.burst == 0:
+                object.__setattr__(self, "burst", self.amount)
+            key_part = f"{self.amount}/{self.period:g}s/{self.burst}"
         object.__setattr__(self, "interval", self.period / self.amount)
-        object.__setattr__(self, "key_part", f"{self.amount}/{self.period:g}s/{self.burst}")
+        object.__setattr__(self, "key_part", key_part)
 
     @classmethod
-    def parse(cls, text: str, *, burst: int = 0) -> RateLimit:
+    def parse(
+        cls, text: str, *, algorithm: RateLimitAlgorithm = "sliding_window", burst: int = 0
+    ) -> RateLimit:
         """Parse ``"100/minute"``, ``"10 per second"``, ``"5/30s"``, ``"1000/2 hours"``.
 
         Units: s/sec/second(s), m/min/minute(s), h/hr/hour(s), d/day(s).
+        ``algorithm`` and ``burst`` are passed on (``burst`` needs ``"gcra"``).
 
         Raises:
             ConfigurationError: the text is not a rate limit.
@@ -112,15 +152,19 @@ class RateLimit:
             msg = f"not a rate limit: {text!r} (expected e.g. '100/minute' or '5/30s')"
             raise ConfigurationError(msg)
         count = float(match["count"]) if match["count"] else 1.0
-        return cls(int(match["amount"]), count * _UNITS[unit], burst)
+        return cls(int(match["amount"]), count * _UNITS[unit], burst, algorithm)
 
     def __str__(self) -> str:
-        """``"100/minute"``, ``"5/30s"``, ``"100/minute (burst 10)"``."""
+        """``"100/minute"``, ``"5/30s"``, ``"100/minute (gcra)"``, ``"100/minute (gcra, burst 10)"``."""
         unit = next(
             (name for name, seconds in _UNIT_SECONDS.items() if seconds == self.period), None
         )
         text = f"{self.amount}/{unit}" if unit else f"{self.amount}/{self.period:g}s"
-        return text if self.burst == self.amount else f"{text} (burst {self.burst})"
+        if self.algorithm == "sliding_window":
+            return text
+        if self.burst == self.amount:
+            return f"{text} (gcra)"
+        return f"{text} (gcra, burst {self.burst})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +174,10 @@ class RateLimitResult:
     allowed: bool
     limit: RateLimit
     remaining: int
-    """Calls still allowed right now, after this one."""
+    """Calls still allowed right now, after this one (a refused call takes nothing)."""
     reset_after: float
-    """Seconds until the limit is fully replenished (``remaining == burst``)."""
+    """Seconds until the limit is fully replenished (``remaining == burst``): for a
+    sliding window, until the newest counted call leaves the window."""
     retry_after: float
     """Seconds until a call of the same cost would be allowed; 0.0 when allowed."""
     degraded: bool = False
@@ -193,9 +238,10 @@ class RateLimiter(Protocol):
 
 
 def check_cost(limit: RateLimit, cost: int) -> None:
-    """Reject a cost no amount of waiting could ever allow."""
+    """Reject a cost no amount of waiting could ever allow (above the amount; GCRA: the burst)."""
     if cost < 0 or cost > limit.burst:
-        msg = f"cost must be between 0 and the burst ({limit.burst}), got {cost}"
+        most = "amount" if limit.algorithm == "sliding_window" else "burst"
+        msg = f"cost must be between 0 and the limit's {most} ({limit.burst}), got {cost}"
         raise ConfigurationError(msg)
 
 
@@ -226,13 +272,30 @@ def gcra_result(
     return result
 
 
-class MemoryRateLimiter:
-    """GCRA rate limiter in this process's memory, for one process and for tests.
+def window_result(
+    limit: RateLimit, *, allowed: bool, remaining: int, reset_after: float, retry_after: float
+) -> RateLimitResult:
+    """Build a sliding-window result (seconds; negatives read as 0)."""
+    result: RateLimitResult = _new_result(RateLimitResult)
+    _set_allowed(result, allowed)
+    _set_limit(result, limit)
+    _set_remaining(result, remaining if remaining > 0 else 0)
+    _set_reset_after(result, reset_after if reset_after > 0.0 else 0.0)
+    _set_retry_after(result, retry_after if retry_after > 0.0 else 0.0)
+    _set_degraded(result, False)
+    return result
 
+
+class MemoryRateLimiter:
+    """Rate limiter in this process's memory, for one process and for tests.
+
+    Both algorithms (the limit says which): a sliding window keeps, per key,
+    a deque of the times its counted calls leave the window (one entry per
+    unit of cost, at most ``amount``); GCRA keeps one float per key.
     Exact within the process and thread-safe; not shared between processes
     (use :class:`backend_kit.resilience.redis.RedisRateLimiter` for that).
-    Keys whose bucket is full again are dropped every ``sweep_every`` checks,
-    so memory follows the number of keys recently limited.
+    Keys with nothing left to remember are dropped every ``sweep_every``
+    checks, so memory follows the number of keys recently limited.
 
     Args:
         clock: Seconds from a monotonic clock (default ``time.monotonic``);
@@ -245,13 +308,14 @@ class MemoryRateLimiter:
     ) -> None:
         self._clock = clock
         self._tats: dict[tuple[str, str], float] = {}
+        self._windows: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
         self._sweep_every = max(1, sweep_every)
         self._checks = 0
 
     def __len__(self) -> int:
         """Keys currently holding state."""
-        return len(self._tats)
+        return len(self._tats) + len(self._windows)
 
     def hit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
         """Count a call of ``cost`` for ``key`` against ``limit``.
@@ -260,6 +324,8 @@ class MemoryRateLimiter:
             ConfigurationError: ``cost`` is negative or larger than the burst.
         """
         check_cost(limit, cost)
+        if limit.algorithm == "sliding_window":
+            return self._hit_window(key, limit, cost)
         slot = (limit.key_part, key)
         with self._lock:
             now = self._clock()
@@ -271,12 +337,42 @@ class MemoryRateLimiter:
             allowed = allow_at <= now
             if allowed:
                 self._tats[slot] = new_tat
-            self._checks += 1
-            if self._checks % self._sweep_every == 0:
-                self._sweep(now)
+            self._count_check(now)
         if allowed:
             return gcra_result(limit, allowed=True, tat_ahead=new_tat - now, retry_after=0.0)
         return gcra_result(limit, allowed=False, tat_ahead=tat - now, retry_after=allow_at - now)
+
+    def _hit_window(self, key: str, limit: RateLimit, cost: int) -> RateLimitResult:
+        slot = (limit.key_part, key)
+        with self._lock:
+            now = self._clock()
+            # Expiry times, oldest first: a call made at t counts while now < t + period.
+            window = self._windows.get(slot)
+            if window is None:
+                window = self._windows[slot] = deque()
+            while window and window[0] <= now:
+                window.popleft()
+            count = len(window)
+            allowed = count + cost <= limit.amount
+            if allowed:
+                if cost:
+                    window.extend([now + limit.period] * cost)
+                count += cost
+                retry_after = 0.0
+            else:
+                # The call fits once the (count + cost - amount)-th oldest entry leaves.
+                retry_after = window[count + cost - limit.amount - 1] - now
+            reset_after = window[-1] - now if window else 0.0
+            if not window:
+                del self._windows[slot]
+            self._count_check(now)
+        return window_result(
+            limit,
+            allowed=allowed,
+            remaining=limit.amount - count,
+            reset_after=reset_after,
+            retry_after=retry_after,
+        )
 
     async def ahit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
         """Async twin of :meth:`hit` (it never waits)."""
@@ -286,13 +382,24 @@ class MemoryRateLimiter:
         """Forget what ``key`` used of ``limit``."""
         with self._lock:
             self._tats.pop((limit.key_part, key), None)
+            self._windows.pop((limit.key_part, key), None)
 
     async def areset(self, key: str, limit: RateLimit) -> None:
         """Async twin of :meth:`reset`."""
         self.reset(key, limit)
 
+    def _count_check(self, now: float) -> None:
+        """Sweep every ``sweep_every`` checks. Lock held."""
+        self._checks += 1
+        if self._checks % self._sweep_every == 0:
+            self._sweep(now)
+
     def _sweep(self, now: float) -> None:
-        """Drop keys whose TAT is in the past: their bucket is full. Lock held."""
+        """Drop keys with nothing to remember: a TAT in the past, a window whose
+        newest call has left it. Lock held."""
         stale = [slot for slot, tat in self._tats.items() if tat <= now]
         for slot in stale:
             del self._tats[slot]
+        empty = [slot for slot, window in self._windows.items() if not window or window[-1] <= now]
+        for slot in empty:
+            del self._windows[slot]

@@ -1,12 +1,19 @@
 """Rate limiting shared by every process, on Redis (extra ``redis``).
 
-One atomic Lua script per check implements GCRA (see
-:mod:`backend_kit.resilience` for the semantics): it reads the key's
-theoretical arrival time, decides, and writes it back, all inside Redis, with
-Redis's own clock (``TIME``), so limits are exact across processes and hosts
-whatever their clocks say. The script is called with ``EVALSHA`` (its SHA-1 is
-computed locally); on ``NOSCRIPT`` (first use, a restarted or failed-over
-server) it is loaded with ``SCRIPT LOAD`` and the call repeated once.
+One atomic Lua script per check, one per algorithm (see
+:class:`~backend_kit.resilience.RateLimit` for the semantics):
+
+* sliding window (the default): a sorted set per key holding one member per
+  counted call, scored by its time in microseconds; the script drops the
+  members older than the period, counts, and adds the call if it fits;
+* GCRA: one string per key, the theoretical arrival time, read, decided and
+  written back.
+
+Both run inside Redis with Redis's own clock (``TIME``), so limits are exact
+across processes and hosts whatever their clocks say. Scripts are called with
+``EVALSHA`` (their SHA-1 is computed locally); on ``NOSCRIPT`` (first use, a
+restarted or failed-over server) the script is loaded with ``SCRIPT LOAD``
+and the call repeated once.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from backend_kit.resilience._ratelimit import (
     RateLimitResult,
     check_cost,
     gcra_result,
+    window_result,
 )
 
 import_optional("redis", extra="redis")
@@ -41,7 +49,7 @@ import redis  # noqa: E402 - after the extra check, so a missing extra names its
 import redis.asyncio as aioredis  # noqa: E402
 from redis.exceptions import NoScriptError, RedisError  # noqa: E402
 
-__all__ = ["GCRA_SCRIPT", "RedisRateLimiter"]
+__all__ = ["GCRA_SCRIPT", "SLIDING_WINDOW_SCRIPT", "RedisRateLimiter"]
 
 logger = logging.getLogger("backend_kit.resilience")
 
@@ -68,13 +76,73 @@ return new_tat - now
 """
 _GCRA_SHA = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
+SLIDING_WINDOW_SCRIPT = """
+-- KEYS[1]: a sorted set, one member per counted unit of cost, scored by the
+-- Redis time of its call in microseconds.
+-- ARGV[1]: period in microseconds, ARGV[2]: amount, ARGV[3]: cost.
+-- A call made at t counts while now < t + period (windows are half-open).
+-- Returns an integer, the count after an allowed call of cost > 0 (the hot
+-- path: remaining and reset_after follow from it), or else an array
+-- {allowed 0/1, count, retry_after us, reset_after us}.
+local clock = redis.call('TIME')
+local now = clock[1] * 1000000 + clock[2]
+local period = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+local count = redis.call('ZCARD', KEYS[1])
+if count + cost <= amount and cost > 0 then
+  -- Members must be unique: "<time>:<count>". Within one microsecond the
+  -- count only grows (nothing more expires), so no two calls share a member.
+  local stamp = clock[1] .. '.' .. clock[2] .. ':'
+  local args = {}
+  local n = 0
+  for i = 0, cost - 1 do
+    args[n + 1] = now
+    args[n + 2] = stamp .. (count + i)
+    n = n + 2
+    if n == 2000 then  -- stay far below Lua's unpack() limit for large costs
+      redis.call('ZADD', KEYS[1], unpack(args))
+      args = {}
+      n = 0
+    end
+  end
+  if n > 0 then
+    redis.call('ZADD', KEYS[1], unpack(args))
+  end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(period / 1000))
+  return count + cost
+end
+local reset = 0
+if count > 0 then
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  reset = tonumber(newest[2]) + period - now
+end
+if count + cost <= amount then
+  return {1, count, 0, reset}
+end
+-- Refused: the call fits once the (count + cost - amount)-th oldest leaves.
+local index = count + cost - amount - 1
+local oldest = redis.call('ZRANGE', KEYS[1], index, index, 'WITHSCORES')
+return {0, count, tonumber(oldest[2]) + period - now, reset}
+"""
+_SLIDING_WINDOW_SHA = hashlib.sha1(
+    SLIDING_WINDOW_SCRIPT.encode(), usedforsecurity=False
+).hexdigest()
+
 # What "Redis is down" looks like from redis-py: connection refused or reset,
 # timeouts, a server still loading; a breaker refusing is the same news.
 _DOWN_ERRORS = (RedisError, OSError, CircuitOpenError)
 
+# (script SHA-1, script, pre-encoded ARGV, GCRA's slack in seconds)
+_Plan = tuple[str, str, tuple[bytes, ...], float]
+
 
 class RedisRateLimiter:
-    """GCRA rate limiter on Redis: exact across processes, one round trip per check.
+    """Rate limiter on Redis: exact across processes, one round trip per check.
+
+    Sliding window by default (at most ``amount`` calls in any ``period``),
+    GCRA for limits built with ``algorithm="gcra"``.
 
     Give it a URL (it makes and owns an async and, on first sync use, a sync
     client, both with ``timeout``) or your own clients (you keep owning them;
@@ -141,7 +209,7 @@ class RedisRateLimiter:
         self._breaker = breaker or CircuitBreaker(
             "rate limiter Redis", failure_threshold=3, reset_timeout=2.0
         )
-        self._args: dict[str, tuple[bytes, bytes, float]] = {}
+        self._args: dict[str, _Plan] = {}
         self._state_lock = threading.Lock()
         self._down = False
         self._last_warning = -float("inf")
@@ -199,20 +267,34 @@ class RedisRateLimiter:
                 client = self._sync_client
         return client
 
-    def _script_args(self, limit: RateLimit, cost: int) -> tuple[bytes, bytes, float]:
-        """ARGV for the script (pre-encoded) and the slack in seconds; cached for cost 1."""
+    def _script_args(self, limit: RateLimit, cost: int) -> _Plan:
+        """Which script and its ARGV (pre-encoded), plus GCRA's slack in seconds.
+
+        Cached per limit for cost 1, the common case.
+        """
         if cost == 1:
             cached = self._args.get(limit.key_part)
             if cached is not None:
                 return cached
         else:
             check_cost(limit, cost)
-        increment_us = cost * limit.interval * 1e6
-        slack = (limit.burst - cost) * limit.interval
-        args = (repr(increment_us).encode(), repr(slack * 1e6).encode(), slack)
+        plan: _Plan
+        if limit.algorithm == "sliding_window":
+            period_us = round(limit.period * 1e6)
+            argv: tuple[bytes, ...] = (
+                str(period_us).encode(),
+                str(limit.amount).encode(),
+                str(cost).encode(),
+            )
+            plan = (_SLIDING_WINDOW_SHA, SLIDING_WINDOW_SCRIPT, argv, 0.0)
+        else:
+            increment_us = cost * limit.interval * 1e6
+            slack = (limit.burst - cost) * limit.interval
+            argv = (repr(increment_us).encode(), repr(slack * 1e6).encode())
+            plan = (_GCRA_SHA, GCRA_SCRIPT, argv, slack)
         if cost == 1:
-            self._args[limit.key_part] = args
-        return args
+            self._args[limit.key_part] = plan
+        return plan
 
     # ------------------------------------------------------------------- checks
     async def ahit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
@@ -222,7 +304,7 @@ class RedisRateLimiter:
             ConfigurationError: ``cost`` is negative or larger than the burst.
             RateLimiterUnavailableError: Redis is down and the policy is ``"raise"``.
         """
-        increment, slack_us, slack = self._script_args(limit, cost)
+        sha, script, argv, slack = self._script_args(limit, cost)
         name = f"{self._prefix}{limit.key_part}:{key}"
         client = self._client or self._async_client()
         breaker = self._breaker
@@ -230,10 +312,10 @@ class RedisRateLimiter:
             token = breaker._admit()
             try:
                 try:
-                    reply = await client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
+                    reply = await client.evalsha(sha, 1, name, *argv)
                 except NoScriptError:
-                    await client.script_load(GCRA_SCRIPT)
-                    reply = await client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
+                    await client.script_load(script)
+                    reply = await client.evalsha(sha, 1, name, *argv)
             except Exception as exc:
                 breaker._record_error(token, exc)
                 raise
@@ -249,7 +331,7 @@ class RedisRateLimiter:
 
     def hit(self, key: str, limit: RateLimit, *, cost: int = 1) -> RateLimitResult:
         """Blocking twin of :meth:`ahit` (for sync frameworks and threads)."""
-        increment, slack_us, slack = self._script_args(limit, cost)
+        sha, script, argv, slack = self._script_args(limit, cost)
         name = f"{self._prefix}{limit.key_part}:{key}"
         client = self._sync_client or self._blocking_client()
         breaker = self._breaker
@@ -257,10 +339,10 @@ class RedisRateLimiter:
             token = breaker._admit()
             try:
                 try:
-                    reply = client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
+                    reply = client.evalsha(sha, 1, name, *argv)
                 except NoScriptError:
-                    client.script_load(GCRA_SCRIPT)
-                    reply = client.evalsha(_GCRA_SHA, 1, name, increment, slack_us)
+                    client.script_load(script)
+                    reply = client.evalsha(sha, 1, name, *argv)
             except Exception as exc:
                 breaker._record_error(token, exc)
                 raise
@@ -340,7 +422,24 @@ class RedisRateLimiter:
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
-    def _result(limit: RateLimit, reply: int, slack: float) -> RateLimitResult:
+    def _result(limit: RateLimit, reply: Any, slack: float) -> RateLimitResult:
+        if limit.algorithm == "sliding_window":
+            if type(reply) is int:  # allowed, cost > 0: the newest call is now
+                return window_result(
+                    limit,
+                    allowed=True,
+                    remaining=limit.amount - reply,
+                    reset_after=limit.period,
+                    retry_after=0.0,
+                )
+            allowed, count, retry_us, reset_us = reply
+            return window_result(
+                limit,
+                allowed=allowed == 1,
+                remaining=limit.amount - count,
+                reset_after=reset_us / 1e6,
+                retry_after=retry_us / 1e6,
+            )
         if reply >= 0:
             return gcra_result(limit, allowed=True, tat_ahead=reply / 1e6, retry_after=0.0)
         tat_ahead = (-1 - reply) / 1e6
