@@ -15,7 +15,7 @@ from typing import TypedDict
 import pytest
 
 from backend_kit.discovery import BaseServiceRegistry, InMemoryServiceRegistry
-from backend_kit.resilience import CircuitBreaker
+from backend_kit.resilience import CircuitBreaker, CircuitState
 from tests.fakes.consul_agent import FakeConsulAgent
 
 
@@ -45,6 +45,11 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def state_of(breaker: CircuitBreaker) -> CircuitState:
+    """``breaker.state``, read through a call so mypy does not narrow it between reads."""
+    return breaker.state
 
 
 def quick_breaker() -> CircuitBreaker:
