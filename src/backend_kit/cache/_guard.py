@@ -12,10 +12,13 @@ The cache speaks the breaker's call-token protocol directly instead of
 wrapping each backend call in ``breaker.call`` (the same in-library use as
 ``resilience.redis``): a hit must not pay for a wrapper. The wrappers read
 ``breaker._closed_generation`` once before the GET (an int >= 0 while closed:
-the call's token) and hand a successful GET to ``breaker._record_success``,
-which returns at once when there is nothing to count. Everything else
-(admission while open or half-open, trial outcomes, failures, recovery) goes
-through this class, off the hit path.
+the call's token) and, after a GET that answered, call :meth:`succeeded` only
+when there is something to record: a trial call, a consecutive-failure count
+to reset, or a ratio breaker (which judges every outcome). A hit on a healthy
+backend thus costs three attribute reads and no call (measured 10-30 ns per
+sync hit, nothing measurable per async hit, against the private cool-down
+this replaced). Everything else (admission while open or half-open, failures,
+recovery) goes through this class, off the hit path.
 """
 
 from __future__ import annotations
@@ -67,9 +70,9 @@ class BackendGuard:
             return REFUSED
 
     def succeeded(self, token: int) -> None:
-        """A backend read admitted with ``token`` answered while the breaker was not closed.
+        """A backend read admitted with ``token`` answered, and the breaker must hear of it.
 
-        Records it (a trial that closes the breaker) and logs the recovery.
+        Records it (a trial may close the breaker: then the recovery is logged).
         """
         breaker = self.breaker
         generation = breaker._generation

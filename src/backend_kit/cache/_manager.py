@@ -85,8 +85,7 @@ class CacheManager:
         breaker: your own :class:`~backend_kit.resilience.CircuitBreaker`
             in front of the backend instead (for example one that opens after
             3 failures, or a ratio, or with ``on_state_change`` hooks for
-            metrics); give either ``cooldown`` or ``breaker``. One breaker per
-            manager: do not share it with code that is not this cache.
+            metrics); give either ``cooldown`` or ``breaker``.
 
     Raises:
         ValueError: an empty namespace, a non-positive ``default_ttl``, a

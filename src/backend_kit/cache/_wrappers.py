@@ -104,6 +104,8 @@ class FunctionCache:
         self.refresh_before = refresh_before
         self.guard = guard
         self.breaker = guard.breaker
+        # A ratio breaker judges every outcome, so it must see every success.
+        self.ratio_breaker = guard.breaker._failure_ratio is not None
         self.hooks = hooks
         self.logger = logger
         self.counters = counters
@@ -587,10 +589,10 @@ class CachedFunction(_WrapperBase, Generic[P, R]):
             cache.guard.aborted(token)
             raise
         else:
-            if token == breaker._closed_generation:
-                breaker._record_success(token)  # returns at once unless failures were counted
-            else:
-                cache.guard.succeeded(token)  # a trial call: may close the breaker
+            # Nothing to record for a closed breaker that counts consecutive
+            # failures and has counted none: three reads instead of a call.
+            if token != breaker._closed_generation or breaker._failures or cache.ratio_breaker:
+                cache.guard.succeeded(token)  # a trial call, or a count to reset
         if raw is not None:
             if cache.refresh_before is None:
                 try:
@@ -676,10 +678,10 @@ class AsyncCachedFunction(_WrapperBase, Generic[P, R]):
                 flight.cancel()  # joiners start over
             raise
         else:
-            if token == breaker._closed_generation:
-                breaker._record_success(token)  # returns at once unless failures were counted
-            else:
-                cache.guard.succeeded(token)  # a trial call: may close the breaker
+            # Nothing to record for a closed breaker that counts consecutive
+            # failures and has counted none: three reads instead of a call.
+            if token != breaker._closed_generation or breaker._failures or cache.ratio_breaker:
+                cache.guard.succeeded(token)  # a trial call, or a count to reset
         if raw is not None:
             if cache.refresh_before is None:
                 try:
