@@ -170,7 +170,16 @@ class UserNotFoundError(UserError, LookupError):
 
 
 class UserValidationError(UserError, ValueError):
-    """Input broke a rule. Names the field; never echoes a password."""
+    """Input broke a rule. Names the field; never echoes a password.
+
+    ``field`` is the name of the offending input (``"email"``, ``"name"``,
+    ``"password"``, ``"limit"``, ``"after"``) or ``None``; the message starts
+    with it and describes the rule, never the value.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # -------------------------------------------------------------------- events

@@ -52,6 +52,8 @@ BACKEND_MODULES: dict[str, tuple[str, str]] = {
     "backend_kit.cache.redis": ("redis", "redis"),
     "backend_kit.events.amqp": ("aio_pika", "amqp"),
     "backend_kit.resilience.redis": ("redis", "redis"),
+    "backend_kit.users.mongo": ("pymongo", "mongo"),
+    "backend_kit.users.sql": ("sqlalchemy", "db"),
 }
 
 

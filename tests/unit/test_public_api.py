@@ -127,6 +127,22 @@ PINNED: dict[str, list[str]] = {
         "never_sent",
         "retry",
     ],
+    "backend_kit.users": [
+        "DuplicateEmailError",
+        "EventPublisher",
+        "InMemoryUserRepository",
+        "NewUser",
+        "PasswordService",
+        "User",
+        "UserCredentials",
+        "UserError",
+        "UserNotFoundError",
+        "UserPage",
+        "UserRepository",
+        "UserService",
+        "UserValidationError",
+        "normalize_email",
+    ],
 }
 
 # Names a module namespace holds that are not part of its API.

@@ -14,7 +14,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from backend_kit._demo import cache, db, discovery, environment, events, resilience, security
+from backend_kit._demo import (
+    cache,
+    db,
+    discovery,
+    environment,
+    events,
+    resilience,
+    security,
+    users,
+)
 from backend_kit._demo._report import Report
 from backend_kit.errors import BackendKitError
 
@@ -28,6 +37,7 @@ PARTS: tuple[tuple[str, DemoPart], ...] = (
     ("cache", cache.run),
     ("security", security.run),
     ("db", db.run),
+    ("users", users.run),
     ("events", events.run),
     ("discovery", discovery.run),
     ("resilience", resilience.run),

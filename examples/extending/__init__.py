@@ -1,0 +1,1 @@
+"""Worked examples of extending backend_kit (see docs/extending.md)."""
