@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import strawberry
-from backend_kit.users import NewUser
-from backend_kit.users import User as StoredUser
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import Info
@@ -31,6 +29,8 @@ from backend_kit.errors import (
     TokenError,
     UserValidationError,
 )
+from backend_kit.users import NewUser
+from backend_kit.users import User as StoredUser
 from examples.common import Components
 
 __all__ = ["Context", "build_schema"]

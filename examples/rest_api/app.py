@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-from backend_kit.users import NewUser, User
 from fastapi import (
     APIRouter,
     Depends,
@@ -45,6 +44,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import backend_kit
 from backend_kit.errors import EventBusError, UserNotFoundError
+from backend_kit.users import NewUser, User
 from examples.common import Components, Settings, open_components
 from examples.rest_api.models import (
     RefreshRequest,

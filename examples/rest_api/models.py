@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from backend_kit.users import User
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from backend_kit.users import User
 
 __all__ = [
     "RefreshRequest",

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from backend_kit.events import EventBus, InMemoryEventBus, Subscription
-
 from examples.common import Settings
 from examples.common.components import create_event_bus
 from examples.worker.handlers import (

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from backend_kit.security import SecurityManager
 from examples.rest_api import create_app
 from hypothesis import HealthCheck, settings
 from schemathesis.python import asgi
 
+from backend_kit.security import SecurityManager
 from tests.examples.conftest import JWT_SECRET, base_settings
 
 # A valid access token for the protected operations (signed with the app's key).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from backend_kit.events import Event
 from examples.common import Settings
 from examples.worker import (
     USER_CREATED,
@@ -14,6 +13,7 @@ from examples.worker import (
 )
 from examples.worker.runner import RunningWorker, open_worker
 
+from backend_kit.events import Event
 from tests.examples.conftest import eventually
 
 ADA = {"id": "u-1", "email": "ada@example.com", "name": "Ada Lovelace"}
