@@ -55,10 +55,6 @@ class BackendGuard:
         self._next_log = 0.0
         self._suppressed = 0
 
-    def usable(self) -> bool:
-        """True while the breaker is closed: a call may still write (SET, lock) to the backend."""
-        return self.breaker._closed_generation >= 0
-
     def admit(self) -> int:
         """The slow path, when the breaker is not closed: this call's token, or :data:`REFUSED`.
 
