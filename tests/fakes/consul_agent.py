@@ -36,8 +36,11 @@ Test controls: :meth:`FakeConsulAgent.set_check_status` (mark a check critical),
 :meth:`blank_service_address` (an empty ``Service.Address``), :meth:`stop` /
 :meth:`start` (the agent down and back on the same port), :meth:`force_index`
 (an index that goes backwards or to 0), :meth:`forget_everything` (an agent
-that lost its state), an ``acl_token`` the agent demands, and ``requests``,
-the log of every request served.
+that lost its state), ``leaderless`` (the cluster lost its leader: catalog
+reads such as ``/v1/health/service`` answer 500 "No cluster leader" and
+``/v1/status/leader`` an empty string, while the agent's own endpoints keep
+working, as a Consul agent does), an ``acl_token`` the agent demands, and
+``requests``, the log of every request served.
 """
 
 from __future__ import annotations
@@ -161,6 +164,7 @@ class FakeConsulAgent:
         self.acl_token = acl_token
         self.port = port or _free_port()
         self.requests: list[RecordedRequest] = []
+        self.leaderless = False
         self._index = 10
         self._service_index: dict[str, int] = {}
         self._forced_index: dict[str, int] = {}
@@ -493,6 +497,8 @@ class FakeConsulAgent:
         return web.Response(status=200)
 
     async def _health_service(self, request: web.Request, name: str) -> web.Response:
+        if self.leaderless:  # a catalog read is forwarded to the servers: no leader, no answer
+            return web.Response(status=500, text="No cluster leader")
         tags = request.query.getall("tag", [])
         passing = "passing" in request.query and request.query["passing"].lower() not in {
             "0",
@@ -524,7 +530,7 @@ class FakeConsulAgent:
         return web.json_response(services)
 
     async def _leader(self, request: web.Request) -> web.Response:
-        return web.json_response(f"{NODE_ADDRESS}:8300")
+        return web.json_response("" if self.leaderless else f"{NODE_ADDRESS}:8300")
 
 
 def _free_port() -> int:

@@ -20,6 +20,7 @@ import redis
 
 from backend_kit.cache import CacheBackendError, CacheManager
 from backend_kit.cache.redis import RedisCache
+from backend_kit.resilience import CircuitBreaker, CircuitState
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -314,6 +315,58 @@ async def test_redis_killed_and_restarted_under_continuous_traffic(
     assert stats.errors >= 1
     assert stats.bypassed > 0
     assert stats.hits > hits_before_stop  # hits again after the restart
+    await manager.aclose()
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def state_of(breaker: CircuitBreaker) -> CircuitState:
+    """``breaker.state``, read through a call so mypy does not narrow it between reads."""
+    return breaker.state
+
+
+@pytest.mark.fault
+async def test_an_open_breaker_sends_nothing_to_redis_until_its_trial(
+    private_redis: PrivateRedis,
+) -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("cache", failure_threshold=2, reset_timeout=30.0, clock=clock)
+    manager = CacheManager(
+        RedisCache(
+            private_redis.url, socket_timeout=0.2, socket_connect_timeout=0.2, pool_timeout=0.5
+        ),
+        namespace="fault",
+        breaker=breaker,
+    )
+
+    @manager.cache_result(ttl=60)
+    async def double(n: int) -> int:
+        return n * 2
+
+    assert [await double(n) for n in range(5)] == [0, 2, 4, 6, 8]
+    private_redis.kill()
+    assert [await double(n) for n in range(5)] == [0, 2, 4, 6, 8]
+    assert manager.stats().errors == 2  # the threshold; the other calls skipped Redis
+    assert state_of(breaker) is CircuitState.OPEN
+    private_redis.start()  # back, but the breaker has not let a trial through yet
+    before = private_redis.commands_processed()
+    started = time.monotonic()
+    assert [await double(n % 5) for n in range(200)] == [n % 5 * 2 for n in range(200)]
+    elapsed = time.monotonic() - started
+    assert private_redis.commands_processed() - before == 1  # only that INFO of ours
+    assert elapsed < 1.0  # not 200 socket timeouts
+    clock.now += 30.0
+    assert await double(3) == 6  # the trial: a miss (the restart lost the data) that stores
+    assert state_of(breaker) is CircuitState.CLOSED
+    hits = manager.stats().hits
+    assert await double(3) == 6
+    assert manager.stats().hits == hits + 1
     await manager.aclose()
 
 

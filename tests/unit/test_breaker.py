@@ -441,6 +441,26 @@ def test_hooks_get_every_change_and_a_broken_hook_is_logged(
     assert "circuit 'api' opened: 1 consecutive failures" in caplog.text
 
 
+def test_log_state_changes_off_keeps_the_hooks_and_silences_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    changes: list[StateChange] = []
+    breaker = CircuitBreaker(
+        "quiet",
+        failure_threshold=1,
+        reset_timeout=7.5,
+        on_state_change=changes.append,
+        log_state_changes=False,
+        clock=FakeClock(),
+    )
+    assert breaker.reset_timeout == 7.5
+    with caplog.at_level("DEBUG", logger="backend_kit.resilience"):
+        breaker.trip()
+        breaker.reset()
+    assert [c.new for c in changes] == [CircuitState.OPEN, CircuitState.CLOSED]
+    assert caplog.records == []
+
+
 def test_an_outcome_from_before_the_breaker_opened_does_not_count() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.0, clock=clock)

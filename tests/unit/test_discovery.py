@@ -17,6 +17,7 @@ from backend_kit.discovery import (
     TtlCheck,
     parse_duration,
 )
+from backend_kit.discovery._cache import LOG_INTERVAL
 from backend_kit.discovery._models import format_duration
 from backend_kit.errors import ConfigurationError, RegistryUnavailableError
 
@@ -120,6 +121,42 @@ async def test_cache_serves_stale_within_the_bound_then_raises(
         await cache.get("k", down)
     with pytest.raises(RegistryUnavailableError):
         await cache.get("other", down)
+
+
+async def test_cache_logs_stale_answers_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    cache: StaleWhileUnavailableCache[str, str] = StaleWhileUnavailableCache(
+        ttl=0, max_stale=30.0, clock=clock
+    )
+
+    async def good() -> str:
+        return "answer"
+
+    async def down() -> str:
+        raise RegistryUnavailableError("down")
+
+    await cache.get("k", good)
+    with caplog.at_level(logging.WARNING, logger="backend_kit.discovery"):
+        for _ in range(100):  # as fast as an open circuit breaker lets them come
+            assert await cache.get("k", down) == "answer"
+        assert len(caplog.records) == 1
+        clock.now += LOG_INTERVAL
+        assert await cache.get("k", down) == "answer"
+        assert len(caplog.records) == 2
+        assert "(99 more since the last line)" in caplog.records[1].getMessage()
+        clock.now += 25.0  # past max_stale: refusing is news, logged at once
+        with pytest.raises(RegistryUnavailableError):
+            await cache.get("k", down)
+        assert len(caplog.records) == 3
+        assert caplog.records[2].levelno == logging.ERROR
+        with pytest.raises(RegistryUnavailableError):
+            await cache.get("k", down)
+        assert len(caplog.records) == 3
+        await cache.get("k", good)  # a fresh answer: the next outage is logged at once
+        assert await cache.get("k", down) == "answer"
+        assert len(caplog.records) == 4
 
 
 async def test_cache_other_errors_are_never_masked_by_stale_answers() -> None:

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, Self, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
 
 from backend_kit._redact import redact_url
-from backend_kit.cache._cooldown import CoolDown
+from backend_kit.cache._guard import BackendGuard
 from backend_kit.cache._keys import KeyBuilder
 from backend_kit.cache._memory import MemoryCache
 from backend_kit.cache._protocols import CacheBackend, CacheHooks, LockingCacheBackend, Serializer
@@ -20,6 +20,7 @@ from backend_kit.cache._serializers import JsonSerializer
 from backend_kit.cache._stats import CacheStats, Counters
 from backend_kit.cache._wrappers import AsyncCachedFunction, CachedFunction, FunctionCache
 from backend_kit.errors import ConfigurationError
+from backend_kit.resilience import CircuitBreaker
 
 __all__ = ["CacheDecorator", "CacheManager"]
 
@@ -29,6 +30,9 @@ R = TypeVar("R")
 logger = logging.getLogger("backend_kit.cache")
 
 Seconds = float | int | timedelta
+
+DEFAULT_COOLDOWN = 5.0
+"""Seconds a failed backend is skipped when neither ``cooldown`` nor ``breaker`` is given."""
 
 
 def _seconds(value: Seconds, what: str) -> float:
@@ -74,11 +78,18 @@ class CacheManager:
         hooks: receives an event per call (hit, miss, error, with latency).
         cooldown: seconds to stop using a backend after it failed (default
             5.0); meanwhile calls run the function directly, costing
-            microseconds instead of a timeout. ``0`` retries on every call.
+            microseconds instead of a timeout. Then one call probes the
+            backend; caching resumes when it answers. ``0`` probes on the
+            very next call. It is the ``reset_timeout`` of the manager's
+            circuit breaker, which opens at the first failure.
+        breaker: your own :class:`~backend_kit.resilience.CircuitBreaker`
+            in front of the backend instead (for example one that opens after
+            3 failures, or a ratio, or with ``on_state_change`` hooks for
+            metrics); give either ``cooldown`` or ``breaker``.
 
     Raises:
-        ValueError: an empty namespace, a non-positive ``default_ttl`` or a
-            negative ``cooldown``.
+        ValueError: an empty namespace, a non-positive ``default_ttl``, a
+            negative ``cooldown``, or both ``cooldown`` and ``breaker``.
     """
 
     def __init__(
@@ -89,16 +100,35 @@ class CacheManager:
         default_ttl: Seconds = 300.0,
         serializer: Serializer | None = None,
         hooks: CacheHooks | None = None,
-        cooldown: float = 5.0,
+        cooldown: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not namespace:
             raise ValueError("namespace must not be empty")
+        if breaker is None:
+            reset_timeout = DEFAULT_COOLDOWN if cooldown is None else float(cooldown)
+            if not reset_timeout >= 0:  # also refuses NaN
+                raise ValueError("cooldown must be >= 0 seconds")
+            breaker = CircuitBreaker(
+                f"cache {namespace!r}",
+                failure_threshold=1,
+                reset_timeout=reset_timeout,
+                half_open_max_calls=1,
+                # The cache logs failures itself, with the operation and the
+                # error, once per interval: the breaker's own lines would
+                # report every cool-down twice.
+                log_state_changes=False,
+            )
+        elif cooldown is not None:
+            raise ValueError(
+                "give either cooldown= or breaker=, not both (cooldown is the breaker's reset_timeout)"
+            )
         self._backend = backend
         self._namespace = namespace
         self._default_ttl = _seconds(default_ttl, "default_ttl")
         self._serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self._hooks = hooks
-        self._guard = CoolDown(cooldown, logger)
+        self._guard = BackendGuard(breaker, logger)
         self._functions: list[FunctionCache] = []
 
     def __repr__(self) -> str:
@@ -114,7 +144,8 @@ class CacheManager:
         default_ttl: Seconds = 300.0,
         serializer: Serializer | None = None,
         hooks: CacheHooks | None = None,
-        cooldown: float = 5.0,
+        cooldown: float | None = None,
+        breaker: CircuitBreaker | None = None,
         **backend_options: Any,
     ) -> CacheManager:
         """A manager on the backend a URL names.
@@ -153,6 +184,7 @@ class CacheManager:
             serializer=serializer,
             hooks=hooks,
             cooldown=cooldown,
+            breaker=breaker,
         )
 
     @classmethod
@@ -164,7 +196,8 @@ class CacheManager:
         default_ttl: Seconds = 300.0,
         serializer: Serializer | None = None,
         hooks: CacheHooks | None = None,
-        cooldown: float = 5.0,
+        cooldown: float | None = None,
+        breaker: CircuitBreaker | None = None,
         **backend_options: Any,
     ) -> CacheManager:
         """A manager on ``$REDIS_URL`` (or ``variable``); in-process memory when it is unset.
@@ -188,6 +221,7 @@ class CacheManager:
             serializer=serializer,
             hooks=hooks,
             cooldown=cooldown,
+            breaker=breaker,
             **backend_options,
         )
 
@@ -204,6 +238,11 @@ class CacheManager:
     def default_ttl(self) -> float:
         """Seconds."""
         return self._default_ttl
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker in front of the backend (``breaker.state`` says whether it is used)."""
+        return self._guard.breaker
 
     # ---------------------------------------------------------- decorator
     def cache_result(

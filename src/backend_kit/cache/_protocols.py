@@ -126,7 +126,8 @@ class Serializer(Protocol):
 Outcome = Literal["hit", "miss", "joined", "bypass"]
 """How a call was served: from the cache; computed here; by awaiting another
 caller's computation (stampede protection); or computed with the cache
-skipped because the backend is cooling down after a failure."""
+skipped because the circuit breaker in front of the backend is open (the
+cool-down after a failure) or half-open with its trial call in flight."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ class CacheStats:
     computations: int = 0
     """Times the wrapped function actually ran."""
     bypassed: int = 0
-    """Calls that skipped the cache because the backend was cooling down after a failure."""
+    """Calls that skipped the cache: the manager's circuit breaker was open (cooling down)."""
     errors: int = 0
     """Backend failures absorbed (the call still returned its result)."""
     corrupt: int = 0

@@ -1,8 +1,9 @@
 """What ``@manager.cache_result(...)`` returns, and the per-call machinery behind it.
 
 The hit path is kept to: build the key, one backend GET, decode. Everything
-else (stampede coalescing, the cross-process lock, early refresh, hooks)
-only runs on a miss, or is a single attribute test on a hit.
+else (stampede coalescing, the cross-process lock, early refresh, hooks,
+the circuit breaker's bookkeeping) only runs on a miss or a failure, or is a
+single attribute test on a hit.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
+from backend_kit.cache._guard import REFUSED
 from backend_kit.cache._protocols import CacheEvent, Outcome
 from backend_kit.errors import CacheBackendError
 
 if TYPE_CHECKING:
-    from backend_kit.cache._cooldown import CoolDown
+    from backend_kit.cache._guard import BackendGuard
     from backend_kit.cache._keys import KeyBuilder
     from backend_kit.cache._protocols import (
         CacheBackend,
@@ -81,7 +83,7 @@ class FunctionCache:
         lock_ttl: float,
         lock_wait: float,
         refresh_before: float | None,
-        guard: CoolDown,
+        guard: BackendGuard,
         hooks: CacheHooks | None,
         logger: logging.Logger,
         counters: Counters,
@@ -101,6 +103,9 @@ class FunctionCache:
         self.lock_wait = lock_wait
         self.refresh_before = refresh_before
         self.guard = guard
+        self.breaker = guard.breaker
+        # A ratio breaker judges every outcome, so it must see every success.
+        self.ratio_breaker = guard.breaker._failure_ratio is not None
         self.hooks = hooks
         self.logger = logger
         self.counters = counters
@@ -126,9 +131,12 @@ class FunctionCache:
             self.pending_loop = loop
         return self.pending
 
-    def failed(self, operation: str, exc: CacheBackendError, key: str) -> None:
+    def failed(
+        self, operation: str, exc: CacheBackendError, key: str, token: int | None = None
+    ) -> None:
+        """Count and report a backend failure; ``token`` is the call's GET token, if it has one."""
         self.counters.errors += 1
-        self.guard.failed(operation, exc)
+        self.guard.failed(operation, exc, token)
         if self.hooks is not None:
             self._emit("on_error", CacheEvent(self.name, key, "error", 0.0, exc))
 
@@ -198,7 +206,8 @@ class FunctionCache:
             self.logger.exception("cache hook %s raised; the call goes on", method)
 
     def backend_usable(self) -> bool:
-        return not self.guard.blocked_until
+        """True while the breaker is closed (writes after a compute check it again)."""
+        return self.breaker._closed_generation >= 0
 
     # --------------------------------------------------------------- async
     async def amiss(
@@ -209,14 +218,19 @@ class FunctionCache:
         kwargs: dict[str, Any],
         start: float,
         bypass: bool,
+        usable: bool = True,
     ) -> Any:
-        """Compute as the leader for ``key`` (``pending[key]`` is ours), then wake joiners."""
+        """Compute as the leader for ``key`` (``pending[key]`` is ours), then wake joiners.
+
+        ``bypass``: the breaker refused the backend (counted as bypassed);
+        ``usable=False``: this call's GET just failed, so it writes nothing.
+        """
         if bypass:
             self.counters.bypassed += 1
         else:
             self.counters.misses += 1
         try:
-            data, result, outcome = await self._aproduce(key, args, kwargs, bypass)
+            data, result, outcome = await self._aproduce(key, args, kwargs, bypass or not usable)
         except asyncio.CancelledError:
             flight = pending.pop(key, None)
             if flight is not None:
@@ -236,9 +250,9 @@ class FunctionCache:
         return result
 
     async def _aproduce(
-        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], bypass: bool
+        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], skip_backend: bool
     ) -> tuple[bytes | None, Any, Outcome]:
-        usable = not bypass and self.backend_usable()
+        usable = not skip_backend and self.backend_usable()
         locking = self.locking
         token = None
         lock_name = key + ":lock"
@@ -349,8 +363,12 @@ class FunctionCache:
         start: float,
         bypass: bool,
         epoch: int,
+        usable: bool = True,
     ) -> Any:
-        """A sync miss: one thread computes per key, the others wait for it."""
+        """A sync miss: one thread computes per key, the others wait for it.
+
+        ``bypass`` and ``usable`` as for :meth:`amiss`.
+        """
         with self.sync_mutex:
             flight = self.sync_pending.get(key)
             leader = flight is None
@@ -358,14 +376,14 @@ class FunctionCache:
                 flight = _SyncFlight()
                 self.sync_pending[key] = flight
         if not leader:
-            return self._sjoin(flight, key, args, kwargs, start, bypass)
+            return self._sjoin(flight, key, args, kwargs, start, bypass, usable)
         if bypass:
             self.counters.bypassed += 1
         else:
             self.counters.misses += 1
         try:
             outcome: Outcome
-            if epoch != self.epoch and not bypass and self.backend_usable():
+            if epoch != self.epoch and not bypass and usable and self.backend_usable():
                 # A computation finished while our GET was in flight: look again
                 # before computing (it may have stored what we need).
                 raw = self._sget(key)
@@ -377,7 +395,9 @@ class FunctionCache:
                     if self.hooks is not None:
                         self.emit(key, "hit", start)
                     return value
-            flight.data, flight.result, outcome = self._sproduce(key, args, kwargs, bypass)
+            flight.data, flight.result, outcome = self._sproduce(
+                key, args, kwargs, bypass or not usable
+            )
             if self.hooks is not None:
                 self.emit(key, "bypass" if bypass else outcome, start)
             return flight.result
@@ -401,10 +421,11 @@ class FunctionCache:
         kwargs: dict[str, Any],
         start: float,
         bypass: bool,
+        usable: bool,
     ) -> Any:
         flight.done.wait()
         if flight.retry:
-            return self.smiss(key, args, kwargs, start, bypass, self.epoch)
+            return self.smiss(key, args, kwargs, start, bypass, self.epoch, usable)
         if flight.error is not None:
             raise flight.error
         self.counters.misses += 1
@@ -422,9 +443,9 @@ class FunctionCache:
             return None
 
     def _sproduce(
-        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], bypass: bool
+        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], skip_backend: bool
     ) -> tuple[bytes | None, Any, Outcome]:
-        usable = not bypass and self.backend_usable()
+        usable = not skip_backend and self.backend_usable()
         locking = self.locking
         token = None
         lock_name = key + ":lock"
@@ -551,18 +572,27 @@ class CachedFunction(_WrapperBase, Generic[P, R]):
             args = self._bound + args  # type: ignore[assignment]
         key = cache.keys.build(args, kwargs)
         start = _perf() if cache.hooks is not None else 0.0
-        guard = cache.guard
         epoch = cache.epoch
-        if guard.blocked_until and not guard.allows():
-            return cache.smiss(key, args, kwargs, start, True, epoch)  # type: ignore[no-any-return]
+        breaker = cache.breaker
+        token = breaker._closed_generation  # the breaker's lock-free admission of a closed state
+        if token < 0:  # open or half-open: a trial call, or skip the backend
+            token = cache.guard.admit()
+            if token == REFUSED:
+                return cache.smiss(key, args, kwargs, start, True, epoch)  # type: ignore[no-any-return]
         try:
             raw = cache.backend.get(key)
         except CacheBackendError as exc:
-            cache.failed("get", exc, key)
+            cache.failed("get", exc, key, token)
             raw = None
+            token = REFUSED  # this call leaves the backend alone from now on
+        except BaseException:
+            cache.guard.aborted(token)
+            raise
         else:
-            if guard.blocked_until:
-                guard.recovered()
+            # Nothing to record for a closed breaker that counts consecutive
+            # failures and has counted none: three reads instead of a call.
+            if token != breaker._closed_generation or breaker._failures or cache.ratio_breaker:
+                cache.guard.succeeded(token)  # a trial call, or a count to reset
         if raw is not None:
             if cache.refresh_before is None:
                 try:
@@ -578,7 +608,7 @@ class CachedFunction(_WrapperBase, Generic[P, R]):
                 if cache.hooks is not None:
                     cache.emit(key, "hit", start)
                 return value  # type: ignore[no-any-return]
-        return cache.smiss(key, args, kwargs, start, False, epoch)  # type: ignore[no-any-return]
+        return cache.smiss(key, args, kwargs, start, False, epoch, token != REFUSED)  # type: ignore[no-any-return]
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete the entry of this call; True if there was one.
@@ -628,23 +658,30 @@ class AsyncCachedFunction(_WrapperBase, Generic[P, R]):
             done, value = await cache.ajoin(pending, key, args, kwargs, start)
             if done:
                 return value  # type: ignore[no-any-return]
-        guard = cache.guard
         pending[key] = None
-        if guard.blocked_until and not guard.allows():
-            return await cache.amiss(pending, key, args, kwargs, start, True)  # type: ignore[no-any-return]
+        breaker = cache.breaker
+        token = breaker._closed_generation  # the breaker's lock-free admission of a closed state
+        if token < 0:  # open or half-open: a trial call, or skip the backend
+            token = cache.guard.admit()
+            if token == REFUSED:
+                return await cache.amiss(pending, key, args, kwargs, start, True)  # type: ignore[no-any-return]
         try:
             raw = await cache.backend.aget(key)
         except CacheBackendError as exc:
-            cache.failed("get", exc, key)
+            cache.failed("get", exc, key, token)
             raw = None
+            token = REFUSED  # this call leaves the backend alone from now on
         except BaseException:
+            cache.guard.aborted(token)  # cancelled: a trial slot goes back
             flight = pending.pop(key, None)
             if flight is not None:
                 flight.cancel()  # joiners start over
             raise
         else:
-            if guard.blocked_until:
-                guard.recovered()
+            # Nothing to record for a closed breaker that counts consecutive
+            # failures and has counted none: three reads instead of a call.
+            if token != breaker._closed_generation or breaker._failures or cache.ratio_breaker:
+                cache.guard.succeeded(token)  # a trial call, or a count to reset
         if raw is not None:
             if cache.refresh_before is None:
                 try:
@@ -667,7 +704,9 @@ class AsyncCachedFunction(_WrapperBase, Generic[P, R]):
                 if cache.hooks is not None:
                     cache.emit(key, "hit", start)
                 return value  # type: ignore[no-any-return]
-        return await cache.amiss(pending, key, args, kwargs, start, False)  # type: ignore[no-any-return]
+        return await cache.amiss(  # type: ignore[no-any-return]
+            pending, key, args, kwargs, start, False, token != REFUSED
+        )
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete the entry of this call; True if there was one.

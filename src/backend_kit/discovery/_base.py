@@ -163,9 +163,13 @@ class BaseServiceRegistry(abc.ABC):
                 await asyncio.gather(heartbeat, return_exceptions=True)
             await self._deregister_quietly(service_id)
 
+    async def _deregister_on_exit(self, service_id: str) -> None:
+        """The deregistration when ``registered`` ends (Consul's skips its circuit breaker)."""
+        await self.deregister_service(service_id)
+
     async def _deregister_quietly(self, service_id: str) -> None:
         try:
-            await self.deregister_service(service_id)
+            await self._deregister_on_exit(service_id)
         except DiscoveryError as exc:
             logger.warning(
                 "could not deregister %s on exit (%s); its health check will take it out of rotation",

@@ -18,12 +18,18 @@ logger = logging.getLogger("backend_kit.discovery")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+LOG_INTERVAL = 10.0
+"""Seconds between two log lines about one key's stale answers (the calls between are counted)."""
+
 
 @dataclass(slots=True)
 class _Stored(Generic[V]):
     value: V
     stored_at: float
     fresh: bool = True
+    logged_at: float | None = None  # clock reading of the last stale/refused log line
+    logged_serving: bool = True  # whether that line said "serving" (or "not serving")
+    unlogged: int = 0  # stale answers served or refused since that line
 
 
 class StaleWhileUnavailableCache(Generic[K, V]):
@@ -34,6 +40,10 @@ class StaleWhileUnavailableCache(Generic[K, V]):
       If it raises :class:`RegistryUnavailableError`, the last good answer is
       served with a warning as long as it is younger than ``max_stale``
       seconds; past that (or with nothing cached) the error propagates.
+      Those log lines come at most once per key every :data:`LOG_INTERVAL`
+      seconds (and when serving turns into refusing), with the number of
+      calls since the previous one: with a circuit breaker open in front of
+      the registry, stale answers are served at the callers' rate.
 
     ``ttl=0`` turns freshness caching off but keeps the stale fallback.
     """
@@ -117,22 +127,38 @@ class StaleWhileUnavailableCache(Generic[K, V]):
         stored = self._stored.get(key)
         if stored is None:
             raise error
-        age = self._clock() - stored.stored_at
-        if age > self.max_stale:
-            logger.error(
-                "registry unavailable and the cached answer for %r is %.1f s old "
-                "(bound %.1f s): not serving it",
-                key,
-                age,
-                self.max_stale,
-            )
+        now = self._clock()
+        age = now - stored.stored_at
+        stale_ok = age <= self.max_stale
+        if (
+            stored.logged_at is not None
+            and stored.logged_serving == stale_ok
+            and now - stored.logged_at < LOG_INTERVAL
+        ):
+            stored.unlogged += 1
+        else:
+            more = f" ({stored.unlogged} more since the last line)" if stored.unlogged else ""
+            stored.logged_at, stored.logged_serving, stored.unlogged = now, stale_ok, 0
+            if stale_ok:
+                logger.warning(
+                    "registry unavailable: serving the cached answer for %r, %.1f s old "
+                    "(bound %.1f s)%s",
+                    key,
+                    age,
+                    self.max_stale,
+                    more,
+                )
+            else:
+                logger.error(
+                    "registry unavailable and the cached answer for %r is %.1f s old "
+                    "(bound %.1f s): not serving it%s",
+                    key,
+                    age,
+                    self.max_stale,
+                    more,
+                )
+        if not stale_ok:
             raise error
-        logger.warning(
-            "registry unavailable: serving the cached answer for %r, %.1f s old (bound %.1f s)",
-            key,
-            age,
-            self.max_stale,
-        )
         return stored.value
 
     def put(self, key: K, value: V) -> None:

@@ -12,7 +12,10 @@ for discovery, with blocking queries (``index``/``wait``) for :meth:`watch`.
 Every transport failure (connection refused, DNS, TLS, timeouts, a 5xx from the
 agent) becomes :class:`~backend_kit.errors.RegistryUnavailableError` within
 ``request_timeout``; py-consul itself lets aiohttp's and requests' errors
-through untouched.
+through untouched. A :class:`~backend_kit.resilience.CircuitBreaker` in front
+of the agent counts those failures: once it opens, requests fail at once with
+the same error (and discovery serves its stale cache) instead of each waiting
+for the timeout, until a trial request finds the agent answering again.
 """
 
 from __future__ import annotations
@@ -72,17 +75,23 @@ from backend_kit.discovery._models import (  # noqa: E402
 from backend_kit.discovery._protocol import ChooseStrategy  # noqa: E402
 from backend_kit.discovery._validate import validate_registration  # noqa: E402
 from backend_kit.errors import (  # noqa: E402
+    CircuitOpenError,
     ConfigurationError,
     DiscoveryError,
     NoHealthyInstanceError,
     RegistryUnavailableError,
 )
+from backend_kit.resilience import CircuitBreaker  # noqa: E402
 
 __all__ = ["ConsulServiceRegistry", "SyncConsulServiceRegistry"]
 
 T = TypeVar("T")
 
 DEFAULT_ADDRESS: Final = "http://127.0.0.1:8500"
+BREAKER_FAILURE_THRESHOLD: Final = 3
+"""Consecutive failed requests that open the default breaker."""
+BREAKER_RESET_TIMEOUT: Final = 5.0
+"""Seconds the default breaker stays open before one trial request goes to the agent."""
 _STATUS_CALLS: Final = {"passing": "ttl_pass", "warning": "ttl_warn", "critical": "ttl_fail"}
 
 
@@ -117,6 +126,15 @@ class ConsulServiceRegistry(BaseServiceRegistry):
             (default 0.5), so a misbehaving agent cannot drive a busy loop.
         watch_max_backoff: the longest pause, in seconds, between retries of a
             watch while the agent is unreachable (default 10).
+        breaker: the :class:`~backend_kit.resilience.CircuitBreaker` in front
+            of the agent. Default: opens after 3 consecutive failed requests
+            (transport errors, timeouts, 5xx), stays open 5 s, then lets one
+            trial request through. While it is open every request fails at
+            once with ``RegistryUnavailableError`` (discovery serves its stale
+            cache within ``max_stale``). Refusals from an agent that answered
+            (ACL, bad request) do not count. Pass your own to tune it or to
+            get ``on_state_change`` hooks; :meth:`watch` does not go through it
+            (its blocking queries have their own backoff).
     """
 
     def __init__(
@@ -132,9 +150,11 @@ class ConsulServiceRegistry(BaseServiceRegistry):
         watch_wait: float = 30.0,
         watch_min_interval: float = 0.5,
         watch_max_backoff: float = 10.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__()
         self._scheme, self._host, self._port = _parse_address(address)
+        self._breaker = breaker if breaker is not None else _default_breaker(self.address)
         self._token = token or None
         self._datacenter = datacenter or None
         self._verify = verify
@@ -176,6 +196,11 @@ class ConsulServiceRegistry(BaseServiceRegistry):
     def address(self) -> str:
         """The agent's HTTP API address (it never holds a secret)."""
         return f"{self._scheme}://{self._host}:{self._port}"
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker in front of the agent (``breaker.state``: is the agent trusted?)."""
+        return self._breaker
 
     def __repr__(self) -> str:
         return f"ConsulServiceRegistry({self.address!r})"
@@ -223,13 +248,24 @@ class ConsulServiceRegistry(BaseServiceRegistry):
 
     async def deregister_service(self, service_id: str) -> bool:
         """``PUT /v1/agent/service/deregister/:id``; ``False`` when the agent did not know it."""
+        return await self._deregister(service_id, through_breaker=True)
 
+    async def _deregister_on_exit(self, service_id: str) -> None:
+        # The last chance to leave the catalogue cleanly: sent even while the
+        # breaker is open (one request, bounded by request_timeout).
+        await self._deregister(service_id, through_breaker=False)
+
+    async def _deregister(self, service_id: str, *, through_breaker: bool) -> bool:
         async def call(client: consul.aio.Consul) -> bool:
             result: bool = await client.agent.service.deregister(service_id)
             return result
 
-        # py-consul turns the agent's 404 "Unknown service ID" into False.
-        known = await self._call(f"deregister {service_id!r}", call)
+        what = f"deregister {service_id!r}"
+        if through_breaker:
+            # py-consul turns the agent's 404 "Unknown service ID" into False.
+            known = await self._call(what, call)
+        else:
+            known = await self._request(what, call, self._request_timeout)
         self._invalidate(self._names_by_id.pop(service_id, None))
         return known
 
@@ -296,9 +332,9 @@ class ConsulServiceRegistry(BaseServiceRegistry):
                 return result
 
             try:
-                raw_index, entries = await self._call(
-                    f"watch {name!r}", call, limit_seconds=timeout
-                )
+                # Not through the breaker: a blocking query may last
+                # watch_wait, and must not hold the half-open trial slot.
+                raw_index, entries = await self._request(f"watch {name!r}", call, timeout)
             except RegistryUnavailableError as exc:
                 logger.warning("watch of %r: %s; retrying in %.1f s", name, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -371,14 +407,32 @@ class ConsulServiceRegistry(BaseServiceRegistry):
             self._client, self._client_loop = client, loop
         return self._client
 
-    async def _call(
-        self,
-        what: str,
-        call: Callable[[consul.aio.Consul], Awaitable[T]],
-        *,
-        limit_seconds: float | None = None,
+    async def _call(self, what: str, call: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
+        """One request through the breaker; errors typed as :meth:`_request` types them.
+
+        Raises:
+            RegistryUnavailableError: the agent failed, or the breaker refused
+                the request without sending it (chained from ``CircuitOpenError``).
+            DiscoveryError: the agent answered with a refusal (counts as a success).
+        """
+        refusal: DiscoveryError | None = None
+        try:
+            async with self._breaker:
+                try:
+                    return await self._request(what, call, self._request_timeout)
+                except RegistryUnavailableError:
+                    raise
+                except DiscoveryError as exc:
+                    refusal = exc  # the agent answered: it is up, the request was wrong
+        except CircuitOpenError as exc:
+            raise _refused_by_breaker(exc, what, self.address) from exc
+        # The block either returned, raised, or kept the agent's refusal.
+        raise refusal
+
+    async def _request(
+        self, what: str, call: Callable[[consul.aio.Consul], Awaitable[T]], limit: float
     ) -> T:
-        limit = limit_seconds if limit_seconds is not None else self._request_timeout
+        """One request within ``limit`` seconds, with every failure typed."""
         client = self._client_for_loop()
         try:
             async with asyncio.timeout(limit):
@@ -418,7 +472,8 @@ class SyncConsulServiceRegistry:
     ``watch``, same cache and failure behaviour; it runs on py-consul's
     ``requests`` client, whose errors (connection refused, timeouts, TLS) are
     mapped to :class:`~backend_kit.errors.RegistryUnavailableError` just like
-    aiohttp's. One instance may be shared between threads.
+    aiohttp's, and it has its own circuit breaker (``breaker``, same default).
+    One instance may be shared between threads.
     """
 
     def __init__(
@@ -431,8 +486,10 @@ class SyncConsulServiceRegistry:
         request_timeout: float = 5.0,
         cache_ttl: float = 1.0,
         max_stale: float = 30.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._scheme, self._host, self._port = _parse_address(address)
+        self._breaker = breaker if breaker is not None else _default_breaker(self.address)
         if request_timeout <= 0:
             raise ConfigurationError("request_timeout must be positive")
         self._token = token or None
@@ -457,6 +514,11 @@ class SyncConsulServiceRegistry:
     def address(self) -> str:
         """The agent's HTTP API address (it never holds a secret)."""
         return f"{self._scheme}://{self._host}:{self._port}"
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker in front of the agent."""
+        return self._breaker
 
     def __repr__(self) -> str:
         return f"SyncConsulServiceRegistry({self.address!r})"
@@ -493,12 +555,12 @@ class SyncConsulServiceRegistry:
 
     def deregister_service(self, service_id: str) -> bool:
         """Blocking :meth:`ConsulServiceRegistry.deregister_service`."""
-        known = bool(
-            self._call(
-                f"deregister {service_id!r}",
-                lambda client: client.agent.service.deregister(service_id),
-            )
-        )
+        return self._deregister(service_id, through_breaker=True)
+
+    def _deregister(self, service_id: str, *, through_breaker: bool) -> bool:
+        what = f"deregister {service_id!r}"
+        send = self._call if through_breaker else self._request
+        known = bool(send(what, lambda client: client.agent.service.deregister(service_id)))
         self._invalidate(self._names_by_id.pop(service_id, None))
         return known
 
@@ -595,7 +657,8 @@ class SyncConsulServiceRegistry:
             if heartbeat is not None:
                 heartbeat.join()
             try:
-                self.deregister_service(service_id)
+                # Sent even while the breaker is open: the last chance to leave cleanly.
+                self._deregister(service_id, through_breaker=False)
             except DiscoveryError as exc:
                 logger.warning(
                     "could not deregister %s on exit (%s); its health check will take it out of rotation",
@@ -649,6 +712,23 @@ class SyncConsulServiceRegistry:
                 )
 
     def _call(self, what: str, call: Callable[[consul.Consul], T]) -> T:
+        """Blocking :meth:`ConsulServiceRegistry._call`: one request through the breaker."""
+        refusal: DiscoveryError | None = None
+        try:
+            # Outside self._lock: an open breaker refuses without queueing behind a request.
+            with self._breaker:
+                try:
+                    return self._request(what, call)
+                except RegistryUnavailableError:
+                    raise
+                except DiscoveryError as exc:
+                    refusal = exc  # the agent answered: it is up, the request was wrong
+        except CircuitOpenError as exc:
+            raise _refused_by_breaker(exc, what, self.address) from exc
+        # The block either returned, raised, or kept the agent's refusal.
+        raise refusal
+
+    def _request(self, what: str, call: Callable[[consul.Consul], T]) -> T:
         with self._lock:
             if self._client is None:
                 client = consul.Consul(
@@ -683,6 +763,25 @@ class SyncConsulServiceRegistry:
 
 
 # ------------------------------------------------------------------ helpers
+def _default_breaker(address: str) -> CircuitBreaker:
+    return CircuitBreaker(
+        f"consul agent {address}",
+        failure_threshold=BREAKER_FAILURE_THRESHOLD,
+        reset_timeout=BREAKER_RESET_TIMEOUT,
+    )
+
+
+def _refused_by_breaker(exc: CircuitOpenError, what: str, address: str) -> RegistryUnavailableError:
+    """The error for a request the open breaker did not send."""
+    if exc.retry_after is None:
+        when = "a trial request is in flight"
+    else:
+        when = f"next attempt in {exc.retry_after:.1f} s"
+    return RegistryUnavailableError(
+        f"Consul agent at {address} keeps failing; circuit breaker open, {when} ({what} not sent)"
+    )
+
+
 def _consul_error(exc: ConsulException, what: str, address: str) -> DiscoveryError:
     """The typed error for what py-consul raised from an agent's answer."""
     if isinstance(exc, ACLPermissionDenied | ACLDisabled):

@@ -131,6 +131,10 @@ class CircuitBreaker:
             hooks quick; an exception in a hook is logged and otherwise ignored.
         clock: Seconds from a monotonic clock (default ``time.monotonic``);
             inject a fake one to drive the reset timeout in tests.
+        log_state_changes: Log each transition on ``backend_kit.resilience``
+            (opening as a warning, the others as info; default True). Turn it
+            off when the owner logs the failures itself (the cache does), so
+            one outage is not reported twice.
 
     Only exceptions derived from ``Exception`` count as failures. A call ended
     by ``asyncio.CancelledError``, ``KeyboardInterrupt`` and the like records
@@ -152,6 +156,7 @@ class CircuitBreaker:
         "_half_open_max_calls",
         "_hooks",
         "_lock",
+        "_log_state_changes",
         "_minimum_calls",
         "_opened_at",
         "_outcomes",
@@ -176,6 +181,7 @@ class CircuitBreaker:
         exclude: Iterable[ExceptionFilter] = (),
         on_state_change: StateChangeHook | Iterable[StateChangeHook] = (),
         clock: Callable[[], float] = time.monotonic,
+        log_state_changes: bool = True,
     ) -> None:
         if failure_threshold is not None and failure_ratio is not None:
             msg = "give either failure_threshold (consecutive failures) or failure_ratio, not both"
@@ -218,6 +224,7 @@ class CircuitBreaker:
         else:
             self._hooks = tuple(on_state_change)
         self._clock = clock
+        self._log_state_changes = log_state_changes
 
         self._lock = threading.Lock()
         self._state = _CLOSED
@@ -236,6 +243,11 @@ class CircuitBreaker:
         return f"<CircuitBreaker {self.name!r} {self._state.value}>"
 
     # ------------------------------------------------------------ public state
+    @property
+    def reset_timeout(self) -> float:
+        """Seconds the breaker stays open before it lets trial calls through."""
+        return self._reset_timeout
+
     @property
     def state(self) -> CircuitState:
         """The current state; an open breaker whose reset timeout elapsed reports half-open."""
@@ -511,7 +523,9 @@ class CircuitBreaker:
         return StateChange(self.name, old, new, now, reason)
 
     def _notify(self, change: StateChange) -> None:
-        if change.new is _OPEN:
+        if not self._log_state_changes:
+            pass
+        elif change.new is _OPEN:
             logger.warning("circuit %r opened: %s", change.breaker, change.reason)
         else:
             logger.info("circuit %r is %s: %s", change.breaker, change.new.value, change.reason)

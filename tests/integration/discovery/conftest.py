@@ -15,6 +15,7 @@ from typing import TypedDict
 import pytest
 
 from backend_kit.discovery import BaseServiceRegistry, InMemoryServiceRegistry
+from backend_kit.resilience import CircuitBreaker, CircuitState
 from tests.fakes.consul_agent import FakeConsulAgent
 
 
@@ -34,6 +35,31 @@ FAST: FastOptions = {
     "watch_min_interval": 0.05,
     "watch_max_backoff": 0.2,
 }
+
+
+class ManualClock:
+    """A clock for a breaker's ``clock=``: time moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def state_of(breaker: CircuitBreaker) -> CircuitState:
+    """``breaker.state``, read through a call so mypy does not narrow it between reads."""
+    return breaker.state
+
+
+def quick_breaker() -> CircuitBreaker:
+    """The default breaker's threshold (3 failures), but a trial after 0.2 s instead of 5 s.
+
+    For tests that stop and restart the agent and expect it to be used again
+    soon after, without waiting out the production reset timeout.
+    """
+    return CircuitBreaker("consul (tests)", failure_threshold=3, reset_timeout=0.2)
+
 
 BACKENDS = [
     pytest.param("memory", id="memory"),
@@ -58,10 +84,13 @@ async def registry(request: pytest.FixtureRequest) -> AsyncIterator[BaseServiceR
     from backend_kit.discovery.consul import ConsulServiceRegistry
 
     if kind == "consul-live":
-        async with ConsulServiceRegistry.from_env(**FAST) as live:
+        async with ConsulServiceRegistry.from_env(**FAST, breaker=quick_breaker()) as live:
             yield live
         return
-    async with FakeConsulAgent() as agent, ConsulServiceRegistry(agent.address, **FAST) as fake:
+    async with (
+        FakeConsulAgent() as agent,
+        ConsulServiceRegistry(agent.address, **FAST, breaker=quick_breaker()) as fake,
+    ):
         yield fake
 
 

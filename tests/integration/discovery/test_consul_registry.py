@@ -19,15 +19,24 @@ from aiohttp import web
 from backend_kit.discovery import HttpCheck, ServiceInstance, TtlCheck
 from backend_kit.discovery.consul import ConsulServiceRegistry
 from backend_kit.errors import ConfigurationError, DiscoveryError, RegistryUnavailableError
+from backend_kit.resilience import CircuitBreaker, CircuitState
 from tests.fakes.consul_agent import FakeConsulAgent
-from tests.integration.discovery.conftest import FAST, wait_until
+from tests.integration.discovery.conftest import (
+    FAST,
+    ManualClock,
+    quick_breaker,
+    state_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
 async def consul_registry(fake_agent: FakeConsulAgent) -> AsyncIterator[ConsulServiceRegistry]:
-    async with ConsulServiceRegistry(fake_agent.address, **FAST) as registry:
+    async with ConsulServiceRegistry(
+        fake_agent.address, **FAST, breaker=quick_breaker()
+    ) as registry:
         yield registry
 
 
@@ -146,8 +155,10 @@ async def test_concurrent_misses_share_one_request(fake_agent: FakeConsulAgent) 
 async def test_stale_answer_is_served_while_the_agent_is_down_then_the_bound_raises(
     fake_agent: FakeConsulAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("consul", failure_threshold=3, reset_timeout=5.0, clock=clock)
     async with ConsulServiceRegistry(
-        fake_agent.address, cache_ttl=0.05, max_stale=0.6, request_timeout=1
+        fake_agent.address, cache_ttl=0.05, max_stale=0.6, request_timeout=1, breaker=breaker
     ) as registry:
         await registry.register_service("api", "api-1", 1, address="a")
         assert await registry.discover_service("api") == ["a:1"]
@@ -162,9 +173,20 @@ async def test_stale_answer_is_served_while_the_agent_is_down_then_the_bound_rai
         # Without any cached answer the error comes at once.
         with pytest.raises(RegistryUnavailableError):
             await registry.discover_service("never-seen")
-        # The agent comes back: fresh answers again.
+        # Three failed requests opened the breaker: the agent is not asked
+        # again until its reset timeout, even once it is back.
+        assert state_of(breaker) is CircuitState.OPEN
         await fake_agent.start()
+        requests_before = len(fake_agent.requests)
+        for _ in range(2):
+            with pytest.raises(RegistryUnavailableError, match="circuit breaker open"):
+                await registry.discover_service("api")
+        assert len(fake_agent.requests) == requests_before
+        # The agent comes back: after the reset timeout a trial request gets a
+        # fresh answer and closes the breaker.
+        clock.now += 5.0
         assert await registry.discover_service("api") == ["a:1"]
+        assert state_of(breaker) is CircuitState.CLOSED
 
 
 # ------------------------------------------------------------------- failures
@@ -443,7 +465,15 @@ async def test_heartbeat_rides_out_an_agent_outage(
             await asyncio.sleep(0.35)
             await fake_agent.start()
             await asyncio.sleep(0.3)
-            assert await consul_registry.discover_service("api") == ["a:1"]
+
+            async def back() -> bool:
+                # The breaker (opened by the failed heartbeats) lets a trial through first.
+                try:
+                    return await consul_registry.discover_service("api") == ["a:1"]
+                except RegistryUnavailableError:
+                    return False
+
+            await wait_until(back)
     assert any("heartbeat for api-1 failed" in r.getMessage() for r in caplog.records)
     assert fake_agent.service_ids() == []
 

@@ -18,8 +18,15 @@ import pytest
 
 from backend_kit.discovery import NoHealthyInstanceError, TtlCheck
 from backend_kit.discovery.consul import SyncConsulServiceRegistry
-from backend_kit.errors import ConfigurationError, DiscoveryError, RegistryUnavailableError
+from backend_kit.errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    DiscoveryError,
+    RegistryUnavailableError,
+)
+from backend_kit.resilience import CircuitBreaker, CircuitState
 from tests.fakes.consul_agent import FakeConsulAgent
+from tests.integration.discovery.conftest import ManualClock, state_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -178,3 +185,32 @@ def test_token_argument_wins_and_refusals_are_discovery_errors(
             assert registry.discover_service("api") == ["a:1"]
     finally:
         agent.close()
+
+
+def test_the_breaker_stops_requests_to_a_failing_agent_until_a_trial_succeeds(
+    threaded: ThreadedAgent,
+) -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("consul", failure_threshold=3, reset_timeout=5.0, clock=clock)
+    with SyncConsulServiceRegistry(
+        threaded.agent.address, cache_ttl=0, max_stale=60, breaker=breaker
+    ) as registry:
+        assert registry.breaker is breaker
+        registry.register_service("api", "api-1", 1, address="a")
+        assert registry.discover_service("api") == ["a:1"]
+        threaded.agent.leaderless = True  # catalog reads answer 500 "No cluster leader"
+        for _ in range(3):
+            assert registry.discover_service("api") == ["a:1"]  # stale, after a failed request
+        assert state_of(breaker) is CircuitState.OPEN
+        sent = len(threaded.agent.requests)
+        for _ in range(20):
+            assert registry.discover_service("api") == ["a:1"]  # stale, nothing sent
+        with pytest.raises(RegistryUnavailableError, match="circuit breaker open") as caught:
+            registry.ping()
+        assert isinstance(caught.value.__cause__, CircuitOpenError)
+        assert len(threaded.agent.requests) == sent
+        threaded.agent.leaderless = False
+        clock.now += 5.0
+        assert registry.ping() is True  # the trial
+        assert state_of(breaker) is CircuitState.CLOSED
+        assert len(threaded.agent.requests) == sent + 1
