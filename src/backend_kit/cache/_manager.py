@@ -7,10 +7,10 @@ import logging
 import os
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import timedelta
-from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
 
+from backend_kit._closing import Closeable
 from backend_kit._redact import redact_url
 from backend_kit.cache._guard import BackendGuard
 from backend_kit.cache._keys import KeyBuilder
@@ -61,7 +61,7 @@ class CacheDecorator:
         return self._build(func)
 
 
-class CacheManager:
+class CacheManager(Closeable):
     """Caches function results in a backend (Redis, memory, your own).
 
     Args:
@@ -384,25 +384,3 @@ class CacheManager:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         await self._backend.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

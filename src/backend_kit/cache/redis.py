@@ -9,6 +9,7 @@ into :class:`~backend_kit.errors.CacheBackendError` so the manager can fail open
 
 from __future__ import annotations
 
+from backend_kit._closing import Closeable
 from backend_kit._optional import import_optional
 
 import_optional("redis", extra="redis")
@@ -20,8 +21,7 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import deque  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from types import TracebackType  # noqa: E402
-from typing import Any, Self, cast  # noqa: E402
+from typing import Any, cast  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -101,7 +101,7 @@ class _AsyncState:
         self.unlock = client.register_script(_UNLOCK_SCRIPT)
 
 
-class RedisCache:
+class RedisCache(Closeable):
     """Cache backend on Redis, for sync and async code alike.
 
     Clients are created on first use (nothing connects at construction); the
@@ -419,27 +419,6 @@ class RedisCache:
             raise _failure("lock wait", exc) from exc
 
     # ---------------------------------------------------- context managers
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _glob(prefix: str) -> str:

@@ -23,9 +23,9 @@ import logging
 import os
 import threading
 import time
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from backend_kit._closing import Closeable
 from backend_kit._optional import import_optional
 from backend_kit._redact import redact_url
 from backend_kit.errors import (
@@ -138,7 +138,7 @@ _DOWN_ERRORS = (RedisError, OSError, CircuitOpenError)
 _Plan = tuple[str, str, tuple[bytes, ...], float]
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(Closeable):
     """Rate limiter on Redis: exact across processes, one round trip per check.
 
     Sliding window by default (at most ``amount`` calls in any ``period``),
@@ -397,28 +397,6 @@ class RedisRateLimiter:
         if self._sync_client is not None and self._owns_sync_client:
             self._sync_client.close()
             self._sync_client = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- helpers
     @staticmethod

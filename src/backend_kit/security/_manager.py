@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, cast
 
+from backend_kit._closing import Closeable
 from backend_kit.errors import ConfigurationError, ExpiredTokenError, RevokedTokenError
 from backend_kit.security._keys import SigningKey
 from backend_kit.security._passwords import Argon2Parameters, Argon2PasswordHasher, Argon2Preset
@@ -92,7 +92,7 @@ def _seconds(value: timedelta, name: str) -> int:
     return math.ceil(seconds)
 
 
-class SecurityManager:
+class SecurityManager(Closeable):
     """Password hashing and JWT issuing/checking for one service.
 
     Passwords: Argon2id (argon2-cffi's RFC 9106 low-memory profile by default:
@@ -517,28 +517,6 @@ class SecurityManager:
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop while hashes finish."""
         await asyncio.to_thread(self.close)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # ----------------------------------------------------------------- helpers
     def _issue(

@@ -7,14 +7,14 @@ the moment the token would be refused anyway, and nothing needs cleaning.
 
 from __future__ import annotations
 
+from backend_kit._closing import Closeable
 from backend_kit._optional import import_optional
 
 import_optional("redis", extra="redis")
 
 import os  # noqa: E402 - the extra check above must run first
 from collections.abc import Mapping  # noqa: E402
-from types import TracebackType  # noqa: E402
-from typing import Final, Self  # noqa: E402
+from typing import Final  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -28,7 +28,7 @@ __all__ = ["RedisRevocationStore"]
 _UNAVAILABLE: Final = "the token revocation store (Redis) is unavailable"
 
 
-class RedisRevocationStore:
+class RedisRevocationStore(Closeable):
     """A :class:`~backend_kit.security.RevocationStore` on Redis, sync and async.
 
     Give a ``url`` (the store creates and closes its own clients, each on
@@ -154,28 +154,6 @@ class RedisRevocationStore:
             async_client, self._async_client = self._async_client, None
             if async_client is not None:
                 await async_client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # ---------------------------------------------------------------- clients
     def _sync(self) -> redis.Redis:
