@@ -21,6 +21,7 @@ EXTRA_PROBES: dict[str, str] = {
     "consul": "consul",
     "mongo": "pymongo",
     "fast": "orjson",
+    "resilience": "stamina",
 }
 
 SERVICE_VARIABLES = ("REDIS_URL", "DATABASE_URL", "AMQP_URL", "CONSUL_HTTP_ADDR", "MONGODB_URL")
