@@ -20,7 +20,7 @@ from datetime import datetime
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
 from backend_kit.errors import (
     BackendKitError,
@@ -200,9 +200,28 @@ def _should_mask(error: GraphQLError) -> bool:
     return True
 
 
+class _Schema(strawberry.Schema):
+    """Logs only the errors a client cannot act on.
+
+    Strawberry logs every error with its stack trace; a coded error (a taken
+    email, a missing token, a rate limit) is an answer to the client, not a
+    server failure, so it stays out of the error log.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        unexpected = [
+            error
+            for error in errors
+            if not (isinstance(error.original_error, GraphQLError) and error.extensions)
+        ]
+        super().process_errors(unexpected, execution_context)
+
+
 def build_schema() -> strawberry.Schema:
     """The schema, with unexpected errors masked."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         extensions=[lambda: MaskErrors(should_mask_error=_should_mask)],

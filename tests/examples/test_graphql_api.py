@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -183,6 +184,26 @@ async def test_an_unexpected_error_is_masked(
     assert [error["message"] for error in body["errors"]] == ["Unexpected error."]
     assert "SELECT" not in str(body)
     assert "secret" not in str(body)
+
+
+async def test_only_unexpected_errors_reach_the_server_log(
+    graphql: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="strawberry.execution")
+    body = await call(graphql, USERS)  # no token: a coded answer, not a server failure
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert not [r for r in caplog.records if r.name == "strawberry.execution"]
+
+    await create(graphql, "ada@example.com")
+    token = await token_for(graphql, "ada@example.com")
+    from backend_kit.users import UserService
+
+    async def crash(self: UserService, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(UserService, "list_users", crash)
+    await call(graphql, USERS, token=token)
+    assert [r for r in caplog.records if r.name == "strawberry.execution"]
 
 
 async def test_graphql_app_health(graphql: httpx.AsyncClient) -> None:

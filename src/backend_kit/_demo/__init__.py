@@ -50,6 +50,13 @@ async def _run_parts(report: Report) -> None:
             await part(report)
         except BackendKitError as exc:
             report.fail(title, str(exc))
+        except ModuleNotFoundError as exc:
+            # A part that shows a dependency at work (bcrypt, SQLAlchemy) needs its extra.
+            report.fail(
+                title,
+                f"needs {exc.name or 'an optional dependency'}, which is not installed: "
+                "pip install 'backend-kit[all]'",
+            )
         except Exception as exc:  # noqa: BLE001 - the demo reports every failure and goes on
             report.fail(title, f"{type(exc).__name__}: {exc}")
 

@@ -21,6 +21,7 @@ EXTRA_PROBES: dict[str, str] = {
     "consul": "consul",
     "mongo": "pymongo",
     "fast": "orjson",
+    "resilience": "stamina",
 }
 
 SERVICE_VARIABLES = ("REDIS_URL", "DATABASE_URL", "AMQP_URL", "CONSUL_HTTP_ADDR", "MONGODB_URL")
@@ -36,11 +37,18 @@ async def run(report: Report) -> None:
     report.step(f"extras installed: {', '.join(installed) or 'none'}")
     if missing:
         report.step(
-            f"extras missing: {', '.join(missing)} (parts needing them use embedded defaults)"
+            f"extras missing: {', '.join(missing)} (parts needing them fail and name the install line)"
         )
     named = {name: os.environ[name] for name in SERVICE_VARIABLES if os.environ.get(name)}
     if named:
         for name, url in named.items():
-            report.step(f"{name}={redact_url(url)} -> the real service is used")
+            if name == "MONGODB_URL":
+                # No demo part runs on MongoDB: say so instead of claiming it is used.
+                report.step(
+                    f"{name}={redact_url(url)} -> not used: the users part runs on SQL "
+                    "(MongoUserRepository is shown in docs/users.md)"
+                )
+            else:
+                report.step(f"{name}={redact_url(url)} -> the real service is used")
     else:
         report.step("no service URL in the environment -> every part runs on embedded defaults")
