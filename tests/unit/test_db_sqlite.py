@@ -18,6 +18,7 @@ from backend_kit.db import (
     PoolExhaustedError,
     SlowQuery,
     SlowQueryListener,
+    create_async_pooled_engine,
     create_pooled_engine,
     ping,
     pool_status,
@@ -517,3 +518,39 @@ def test_pool_logs_keep_sqlalchemys_logger_names(tmp_path: Path) -> None:
     assert memory.pool.logger.name == "sqlalchemy.pool.impl.StaticPool"
     engine.dispose()
     memory.dispose()
+
+
+def test_driver_errors_hide_bound_parameters_by_default() -> None:
+    # SQLAlchemy puts "[parameters: ...]" in str() of a statement error unless
+    # hide_parameters=True; the pooled engines turn it on (override: pass False).
+    engine = create_pooled_engine("sqlite://", slow_query_threshold=None)
+    try:
+        with engine.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            connection.execute(
+                text("SELECT * FROM missing WHERE token = :token"), {"token": "s3cr3t-value"}
+            )
+        assert "s3cr3t-value" not in str(raised.value)
+    finally:
+        engine.dispose()
+    revealing = create_pooled_engine("sqlite://", slow_query_threshold=None, hide_parameters=False)
+    try:
+        with revealing.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            connection.execute(
+                text("SELECT * FROM missing WHERE token = :token"), {"token": "s3cr3t-value"}
+            )
+        assert "s3cr3t-value" in str(raised.value)
+    finally:
+        revealing.dispose()
+
+
+async def test_async_driver_errors_hide_bound_parameters_by_default() -> None:
+    engine = create_async_pooled_engine("sqlite+aiosqlite://", slow_query_threshold=None)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                await connection.execute(
+                    text("SELECT * FROM missing WHERE token = :token"), {"token": "s3cr3t-value"}
+                )
+        assert "s3cr3t-value" not in str(raised.value)
+    finally:
+        await engine.dispose()
