@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit, urlunsplit
 
 from backend_kit.errors import ConfigurationError
@@ -79,6 +79,18 @@ class Settings:
         if self.worker_max_retries < 0 or self.worker_retry_delay < 0:
             raise ConfigurationError("worker retries and delay must not be negative")
 
+    def __repr__(self) -> str:
+        # The generated repr would print the URLs' passwords (settings get logged).
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name.endswith("_url") and value is not None:
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     @property
     def worker_inline(self) -> bool:
         """Whether the app itself consumes ``user.created`` (see ``run_worker_inline``)."""
@@ -140,12 +152,15 @@ class Settings:
 
 def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, for log lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a malformed URL may still hold a secret: show none of it
+        return "<unparseable URL>"
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
