@@ -478,6 +478,16 @@ def test_an_unparseable_url_does_not_echo_its_password() -> None:
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://u:s3cret@h:abc/db", "postgresql+psycopg://u:s3cret@[::1/db"]
+)
+def test_a_bad_port_or_host_is_a_configuration_error(url: str) -> None:
+    # SQLAlchemy's make_url raises a bare ValueError (int() of the port) for these.
+    with pytest.raises(ConfigurationError) as caught:
+        create_pooled_engine(url)
+    assert "s3cret" not in str(caught.value)
+
+
 def test_postgres_scheme_is_accepted_and_the_name_has_no_credentials() -> None:
     engine = create_pooled_engine("postgres://app:s3cret@db.internal:5433/shop")
     assert engine.url.drivername == "postgresql"

@@ -48,7 +48,7 @@ def resolve_database_url(url: str | URL | None) -> URL:
             )
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # Not even redact_url(): an unparseable URL may hide its password anywhere.
         raise ConfigurationError(
             "cannot parse the database URL (not shown: it may hold a password); "
