@@ -16,6 +16,7 @@ import_optional("redis", extra="redis")
 
 import asyncio  # noqa: E402 - after the extra check, on purpose
 import contextlib  # noqa: E402
+import logging  # noqa: E402
 import queue  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -32,6 +33,8 @@ from backend_kit._redact import redact_url  # noqa: E402
 from backend_kit.errors import CacheBackendError  # noqa: E402
 
 __all__ = ["RedisCache"]
+
+logger = logging.getLogger("backend_kit.cache")
 
 # Release the lock only if we still hold it, and always wake the waiters:
 # even when our lock expired, the value we just stored is worth reading.
@@ -289,7 +292,9 @@ class RedisCache(Closeable):
         try:
             with self._sync_slot("PING") as client:
                 return bool(client.ping())
-        except CacheBackendError:
+        except CacheBackendError as exc:
+            # False is a health check's answer; the cause goes to the operators' log.
+            logger.info("cache ping of %s: %s", self.url or "<client>", exc)
             return False
 
     def close(self) -> None:
@@ -393,7 +398,8 @@ class RedisCache(Closeable):
     async def aping(self) -> bool:
         try:
             return bool(await self._run("PING", _aping))
-        except CacheBackendError:
+        except CacheBackendError as exc:
+            logger.info("cache ping of %s: %s", self.url or "<client>", exc)
             return False
 
     async def aclose(self) -> None:
