@@ -348,3 +348,11 @@ async def test_any_serializer_failure_is_a_miss_or_uncached_never_a_hang() -> No
     assert calls == 3
     assert value.stats().corrupt == 1
     assert value.stats().unserializable == 2
+
+
+def test_redis_cache_with_a_malformed_url_is_a_configuration_error() -> None:
+    from backend_kit.cache.redis import RedisCache
+
+    with pytest.raises(ConfigurationError) as raised:
+        RedisCache("redis://:pw123@host:abc/0")
+    assert "pw123" not in str(raised.value)

@@ -23,6 +23,7 @@ import uuid  # noqa: E402
 from collections import deque  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any, cast  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -30,7 +31,7 @@ from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry as SyncRetry  # noqa: E402
 
 from backend_kit._redact import redact_url  # noqa: E402
-from backend_kit.errors import CacheBackendError  # noqa: E402
+from backend_kit.errors import CacheBackendError, ConfigurationError  # noqa: E402
 
 __all__ = ["RedisCache"]
 
@@ -154,6 +155,11 @@ class RedisCache(Closeable):
             raise ValueError("max_connections must be >= 1")
         if min(pool_timeout, socket_timeout, socket_connect_timeout) < 0 or retries < 0:
             raise ValueError("timeouts and retries must be >= 0")
+        if url is not None:
+            try:
+                urlsplit(url).port  # noqa: B018 - a bad port raises here, not at the first call
+            except ValueError:
+                raise ConfigurationError("malformed Redis URL (bad host or port)") from None
         self._url = url
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
