@@ -94,6 +94,12 @@ def test_bad_values_are_configuration_errors(variable: str, value: str) -> None:
         ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
         ("postgresql+psycopg://postgres@db/test", "postgresql+psycopg://postgres@db/test"),
         ("redis://u:p@[::1]:6379", "redis://u:***@[::1]:6379"),
+        # libpq and redis-py also read a password from the query string.
+        (
+            "postgresql+psycopg://app@db/app?password=s3cret&sslmode=require",
+            "postgresql+psycopg://app@db/app?password=***&sslmode=require",
+        ),
+        ("redis://cache:6379/0?password=s3cret", "redis://cache:6379/0?password=***"),
         # Malformed (a bad port, an unclosed IPv6 bracket): nothing of it is shown.
         ("redis://u:s3cret@cache:port/0", "<unparseable URL>"),
         ("redis://u:s3cret@[::1/0", "<unparseable URL>"),
