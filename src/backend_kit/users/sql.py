@@ -301,9 +301,13 @@ class SqlUserRepository:
                 .where(UserModel.id == canonical)
                 .values(password_hash=password_hash)
             )
-            async with self._engine.begin() as conn:
-                if (await conn.execute(statement)).rowcount == 1:
-                    return
+            try:
+                async with self._engine.begin() as conn:
+                    if (await conn.execute(statement)).rowcount == 1:
+                        return
+            except StatementError as exc:
+                exc.hide_parameters = True  # its text would list the new password hash
+                raise
         raise UserNotFoundError("no user has this id")
 
     async def delete(self, user_id: str) -> None:
