@@ -11,8 +11,9 @@ a restart; a warning says so).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit, urlunsplit
 
 from backend_kit.errors import ConfigurationError
@@ -21,6 +22,8 @@ __all__ = ["Settings", "redact_url"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+# Query options that carry a credential (libpq and redis-py read password= there).
+_SECRET_OPTION = re.compile(r"pass|pwd|secret|token|auth|credential|api_?key", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,18 @@ class Settings:
             raise ConfigurationError("access_token_minutes must be positive")
         if self.worker_max_retries < 0 or self.worker_retry_delay < 0:
             raise ConfigurationError("worker retries and delay must not be negative")
+
+    def __repr__(self) -> str:
+        # The generated repr would print the URLs' passwords (settings get logged).
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name.endswith("_url") and value is not None:
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def worker_inline(self) -> bool:
@@ -139,13 +154,22 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for log lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
+    """``url`` with its password (and any ``password=``-like query option) as ``***``, for logs."""
+    try:
+        parts = urlsplit(url)
+        query = "&".join(
+            f"{item.partition('=')[0]}=***"
+            if _SECRET_OPTION.search(item.partition("=")[0])
+            else item
+            for item in parts.query.split("&")
+        )
+        if parts.password is None:
+            return urlunsplit(parts._replace(query=query)) if query != parts.query else url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a malformed URL may still hold a secret: show none of it
+        return "<unparseable URL>"
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}", query=query))

@@ -132,6 +132,24 @@ async def test_malformed_json_is_a_422_problem(client: httpx.AsyncClient) -> Non
     assert_problem(response, 422)
 
 
+@pytest.mark.parametrize(
+    "password_json",
+    [
+        '"\\ud800 a lone surrogate"',  # JSON may escape one; the hasher refuses it
+        '"' + "\u00e9" * 600 + '"',  # 600 characters (allowed) but 1200 UTF-8 bytes
+    ],
+)
+async def test_a_password_the_hasher_refuses_is_a_422_problem_not_a_500(
+    client: httpx.AsyncClient, password_json: str
+) -> None:
+    content = f'{{"email": "odd@example.com", "name": "Odd", "password": {password_json}}}'
+    response = await client.post(
+        "/v1/users", content=content.encode(), headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 422)
+    assert [error.get("pointer") for error in body["errors"]] == ["#/password"]
+
+
 async def test_hostile_strings_are_stored_verbatim(client: httpx.AsyncClient) -> None:
     name = "Robert'); DROP TABLE users; --"
     user = await sign_up(client, "bobby@example.com", name)

@@ -54,6 +54,19 @@ def test_the_environment_is_read() -> None:
     assert "k" * 40 not in repr(settings)
 
 
+def test_the_repr_shows_no_password_of_any_url() -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://app:db-pw-1@db:5432/app",
+        redis_url="redis://:redis-pw-2@cache:6379/1",
+        amqp_url="amqp://app:amqp-pw-3@mq:5672/",
+    )
+    shown = repr(settings)
+    for password in ("db-pw-1", "redis-pw-2", "amqp-pw-3"):
+        assert password not in shown
+    assert "postgresql+psycopg://app:***@db:5432/app" in shown
+    assert "amqp://app:***@mq:5672/" in shown
+
+
 def test_a_broker_means_a_separate_worker_unless_asked() -> None:
     assert not Settings(amqp_url="amqp://mq/").worker_inline
     assert Settings(amqp_url="amqp://mq/", run_worker_inline=True).worker_inline
@@ -81,6 +94,15 @@ def test_bad_values_are_configuration_errors(variable: str, value: str) -> None:
         ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
         ("postgresql+psycopg://postgres@db/test", "postgresql+psycopg://postgres@db/test"),
         ("redis://u:p@[::1]:6379", "redis://u:***@[::1]:6379"),
+        # libpq and redis-py also read a password from the query string.
+        (
+            "postgresql+psycopg://app@db/app?password=s3cret&sslmode=require",
+            "postgresql+psycopg://app@db/app?password=***&sslmode=require",
+        ),
+        ("redis://cache:6379/0?password=s3cret", "redis://cache:6379/0?password=***"),
+        # Malformed (a bad port, an unclosed IPv6 bracket): nothing of it is shown.
+        ("redis://u:s3cret@cache:port/0", "<unparseable URL>"),
+        ("redis://u:s3cret@[::1/0", "<unparseable URL>"),
     ],
 )
 def test_urls_are_redacted_for_logs(url: str, shown: str) -> None:

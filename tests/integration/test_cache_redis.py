@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import signal
 import socket
@@ -424,3 +425,21 @@ def test_one_manager_across_several_event_loops(redis_url: str, unique_name: str
         await manager.aclose()
 
     asyncio.run(finish())
+
+
+async def test_a_failed_ping_says_why_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    # ping()/aping() answer False (a health check's "fail"); the cause must
+    # still reach the operators' log, with no password in it.
+    port = _free_port()  # nothing listens there
+    cache = RedisCache(f"redis://:ping-pw@127.0.0.1:{port}/0", retries=0)
+    try:
+        with caplog.at_level(logging.INFO, logger="backend_kit.cache"):
+            assert cache.ping() is False
+            assert await cache.aping() is False
+    finally:
+        cache.close()
+        await cache.aclose()
+    failures = [r for r in caplog.records if "PING failed" in r.getMessage()]
+    assert len(failures) == 2
+    assert all("ConnectionError" in r.getMessage() for r in failures)
+    assert "ping-pw" not in caplog.text

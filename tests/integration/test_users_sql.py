@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from backend_kit.users import DuplicateEmailError
@@ -100,6 +100,36 @@ async def test_another_integrity_error_is_not_called_a_duplicate_email(
     with pytest.raises(IntegrityError) as raised:  # the primary key, not the email
         await repository.add(email="bob@example.com", name="Bob", password_hash="h")
     assert not isinstance(raised.value, DuplicateEmailError)
+
+
+async def test_a_failed_insert_does_not_carry_the_password_hash(
+    engine_and_schema: tuple[AsyncEngine, str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLAlchemy's error text lists the bound parameters unless hidden: the
+    # hash must not reach a log line through str() of an insert that failed.
+    engine, schema = engine_and_schema
+    repository = SqlUserRepository(engine, schema=schema)
+    await repository.create_table()
+    fixed = uuid.UUID("12345678-1234-4234-8234-123456789abc")
+    monkeypatch.setattr("backend_kit.users.sql.uuid.uuid4", lambda: fixed)
+    await repository.add(email="ada@example.com", name="Ada", password_hash="$argon2id$first")
+    with pytest.raises(IntegrityError) as raised:
+        await repository.add(email="bob@example.com", name="Bob", password_hash="$argon2id$second")
+    assert "argon2id" not in str(raised.value)
+    assert "argon2id" not in repr(raised.value)
+
+
+async def test_a_failed_hash_update_does_not_carry_the_password_hash(
+    engine_and_schema: tuple[AsyncEngine, str | None],
+) -> None:
+    engine, schema = engine_and_schema
+    repository = SqlUserRepository(engine, schema=schema)
+    await repository.create_table()
+    user = await repository.add(email="ada@example.com", name="Ada", password_hash="h")
+    await repository.drop_table()  # the UPDATE now fails in the database
+    with pytest.raises(DBAPIError) as raised:
+        await repository.set_password_hash(user.id, "$argon2id$rehashed")
+    assert "argon2id" not in str(raised.value)
 
 
 async def test_model_repr_has_no_hash() -> None:

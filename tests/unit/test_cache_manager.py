@@ -118,6 +118,20 @@ def test_from_url_and_from_env(
     assert type(CacheManager.from_env().backend).__name__ == "RedisCache"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory://:pw123@x?max_entries=abc",  # a bad option: the error must not echo the URL
+        "redis://:pw123@host:port/0",  # a bad port: caught here, not at the first cache call
+        "redis://:pw123@[::1/0",  # an unclosed IPv6 bracket
+    ],
+)
+def test_a_malformed_url_is_a_configuration_error_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        CacheManager.from_url(url)
+    assert "pw123" not in str(info.value)
+
+
 def test_memory_cache_ttl_and_lru() -> None:
     cache = MemoryCache(max_entries=2)
     cache.set("a", b"1", 10)
@@ -334,3 +348,11 @@ async def test_any_serializer_failure_is_a_miss_or_uncached_never_a_hang() -> No
     assert calls == 3
     assert value.stats().corrupt == 1
     assert value.stats().unserializable == 2
+
+
+def test_redis_cache_with_a_malformed_url_is_a_configuration_error() -> None:
+    from backend_kit.cache.redis import RedisCache
+
+    with pytest.raises(ConfigurationError) as raised:
+        RedisCache("redis://:pw123@host:abc/0")
+    assert "pw123" not in str(raised.value)

@@ -18,6 +18,7 @@ from backend_kit.db import (
     PoolExhaustedError,
     SlowQuery,
     SlowQueryListener,
+    create_async_pooled_engine,
     create_pooled_engine,
     ping,
     pool_status,
@@ -477,6 +478,16 @@ def test_an_unparseable_url_does_not_echo_its_password() -> None:
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://u:s3cret@h:abc/db", "postgresql+psycopg://u:s3cret@[::1/db"]
+)
+def test_a_bad_port_or_host_is_a_configuration_error(url: str) -> None:
+    # SQLAlchemy's make_url raises a bare ValueError (int() of the port) for these.
+    with pytest.raises(ConfigurationError) as caught:
+        create_pooled_engine(url)
+    assert "s3cret" not in str(caught.value)
+
+
 def test_postgres_scheme_is_accepted_and_the_name_has_no_credentials() -> None:
     engine = create_pooled_engine("postgres://app:s3cret@db.internal:5433/shop")
     assert engine.url.drivername == "postgresql"
@@ -517,3 +528,39 @@ def test_pool_logs_keep_sqlalchemys_logger_names(tmp_path: Path) -> None:
     assert memory.pool.logger.name == "sqlalchemy.pool.impl.StaticPool"
     engine.dispose()
     memory.dispose()
+
+
+def test_driver_errors_hide_bound_parameters_by_default() -> None:
+    # SQLAlchemy puts "[parameters: ...]" in str() of a statement error unless
+    # hide_parameters=True; the pooled engines turn it on (override: pass False).
+    engine = create_pooled_engine("sqlite://", slow_query_threshold=None)
+    try:
+        with engine.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            connection.execute(
+                text("SELECT * FROM missing WHERE token = :token"), {"token": "s3cr3t-value"}
+            )
+        assert "s3cr3t-value" not in str(raised.value)
+    finally:
+        engine.dispose()
+    revealing = create_pooled_engine("sqlite://", slow_query_threshold=None, hide_parameters=False)
+    try:
+        with revealing.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            connection.execute(
+                text("SELECT * FROM missing WHERE token = :token"), {"token": "s3cr3t-value"}
+            )
+        assert "s3cr3t-value" in str(raised.value)
+    finally:
+        revealing.dispose()
+
+
+async def test_async_driver_errors_hide_bound_parameters_by_default() -> None:
+    engine = create_async_pooled_engine("sqlite+aiosqlite://", slow_query_threshold=None)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                await connection.execute(
+                    text("SELECT * FROM missing WHERE token = :token"), {"token": "s3cr3t-value"}
+                )
+        assert "s3cr3t-value" not in str(raised.value)
+    finally:
+        await engine.dispose()

@@ -56,3 +56,11 @@ async def test_using_it_before_connect_raises_not_connected() -> None:
     assert await bus.ping() is False
     with pytest.raises(ConfigurationError):
         await bus.subscribe("a", handler, group="g", prefetch=0)
+
+
+@pytest.mark.parametrize("url", ["amqp://u:pw123@host:abc/", "amqp://u:pw123@[::1/"])
+def test_a_malformed_url_is_a_configuration_error_at_construction(url: str) -> None:
+    # Else yarl's bare ValueError would surface from connect(), not a typed error.
+    with pytest.raises(ConfigurationError) as raised:
+        AmqpEventBus(url)
+    assert "pw123" not in str(raised.value)

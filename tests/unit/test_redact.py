@@ -35,3 +35,33 @@ def test_password_never_survives(password: str) -> None:
 
 def test_malformed_url_prints_nothing_of_it() -> None:
     assert redact_url("redis://user:secret@host:notaport/0") == "<unparseable URL>"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # libpq reads password= from the query; redis-py passes query options to the client.
+        (
+            "postgresql+psycopg://app@db/test?password=s3cret&sslmode=require",
+            "postgresql+psycopg://app@db/test?password=***&sslmode=require",
+        ),
+        ("redis://cache:6379/0?password=s3cret", "redis://cache:6379/0?password=***"),
+        (
+            "postgresql://db/test?sslpassword=s3cret&application_name=api",
+            "postgresql://db/test?sslpassword=***&application_name=api",
+        ),
+        # MongoDB's AWS auth carries a session token in the query.
+        (
+            "mongodb://db/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:s3cret",
+            "mongodb://db/?authMechanism=***&authMechanismProperties=***",
+        ),
+        (
+            "redis://:hunter2@cache:6379/0?token=s3cret",
+            "redis://:***@cache:6379/0?token=***",
+        ),
+        ("amqp://mq:5672/?heartbeat=30", "amqp://mq:5672/?heartbeat=30"),
+    ],
+)
+def test_secrets_in_the_query_string_are_redacted(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+    assert "s3cret" not in redact_url(url)

@@ -8,7 +8,13 @@ import bcrypt
 import pytest
 
 from backend_kit.security import SecurityManager
-from backend_kit.users import InMemoryUserRepository, NewUser, PasswordService, UserService
+from backend_kit.users import (
+    InMemoryUserRepository,
+    NewUser,
+    PasswordService,
+    UserService,
+    UserValidationError,
+)
 
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "test-only-secret-key-0123456789abcdef"
@@ -70,6 +76,23 @@ async def test_create_user_stores_an_argon2id_hash_at_the_configured_parameters(
     credentials = await repository.get_credentials("ada@example.com")
     assert credentials is not None
     assert credentials.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "\ud800 lone surrogate password",  # valid str, not valid Unicode text (JSON allows it)
+        "\u00e9" * 600,  # 600 characters (allowed) but 1200 UTF-8 bytes: over the hasher's limit
+    ],
+)
+async def test_a_password_the_hasher_refuses_is_a_validation_error(
+    service: UserService, repository: InMemoryUserRepository, password: str
+) -> None:
+    with pytest.raises(UserValidationError) as raised:
+        await service.create_user(NewUser("ada@example.com", "Ada", password))
+    assert raised.value.field == "password"
+    assert password not in str(raised.value)
+    assert await repository.get_credentials("ada@example.com") is None
 
 
 async def test_right_wrong_and_unknown(service: UserService, security: CountingSecurity) -> None:

@@ -156,10 +156,16 @@ class CacheManager(Closeable):
         ``memory://?max_entries=1000``) gives a :class:`MemoryCache`.
 
         Raises:
-            ConfigurationError: an unknown scheme or a bad ``max_entries``.
+            ConfigurationError: an unknown scheme, a malformed host or port, or
+                a bad ``max_entries``.
             MissingDependencyError: a Redis URL without the ``redis`` extra.
         """
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - a bad port raises here, not at the first cache call
+        except ValueError:
+            # The message would repeat the URL's text: say nothing of it (it may hold a password).
+            raise ConfigurationError("malformed cache URL (bad host or port)") from None
         backend: CacheBackend
         if parts.scheme == "memory":
             query = parse_qs(parts.query)
@@ -167,7 +173,9 @@ class CacheManager(Closeable):
                 max_entries = int(query.get("max_entries", ["10000"])[0])
                 backend = MemoryCache(max_entries=max_entries)
             except ValueError as exc:
-                raise ConfigurationError(f"bad memory cache URL {url!r}: {exc}") from None
+                raise ConfigurationError(
+                    f"bad memory cache URL {redact_url(url)!r}: {exc}"
+                ) from None
         elif parts.scheme in ("redis", "rediss", "unix"):
             from backend_kit.cache.redis import RedisCache  # lazily: needs the extra
 

@@ -16,12 +16,14 @@ import_optional("redis", extra="redis")
 
 import asyncio  # noqa: E402 - after the extra check, on purpose
 import contextlib  # noqa: E402
+import logging  # noqa: E402
 import queue  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import deque  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any, cast  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -29,9 +31,11 @@ from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry as SyncRetry  # noqa: E402
 
 from backend_kit._redact import redact_url  # noqa: E402
-from backend_kit.errors import CacheBackendError  # noqa: E402
+from backend_kit.errors import CacheBackendError, ConfigurationError  # noqa: E402
 
 __all__ = ["RedisCache"]
+
+logger = logging.getLogger("backend_kit.cache")
 
 # Release the lock only if we still hold it, and always wake the waiters:
 # even when our lock expired, the value we just stored is worth reading.
@@ -151,6 +155,11 @@ class RedisCache(Closeable):
             raise ValueError("max_connections must be >= 1")
         if min(pool_timeout, socket_timeout, socket_connect_timeout) < 0 or retries < 0:
             raise ValueError("timeouts and retries must be >= 0")
+        if url is not None:
+            try:
+                urlsplit(url).port  # noqa: B018 - a bad port raises here, not at the first call
+            except ValueError:
+                raise ConfigurationError("malformed Redis URL (bad host or port)") from None
         self._url = url
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
@@ -289,7 +298,9 @@ class RedisCache(Closeable):
         try:
             with self._sync_slot("PING") as client:
                 return bool(client.ping())
-        except CacheBackendError:
+        except CacheBackendError as exc:
+            # False is a health check's answer; the cause goes to the operators' log.
+            logger.info("cache ping of %s: %s", self.url or "<client>", exc)
             return False
 
     def close(self) -> None:
@@ -393,7 +404,8 @@ class RedisCache(Closeable):
     async def aping(self) -> bool:
         try:
             return bool(await self._run("PING", _aping))
-        except CacheBackendError:
+        except CacheBackendError as exc:
+            logger.info("cache ping of %s: %s", self.url or "<client>", exc)
             return False
 
     async def aclose(self) -> None:

@@ -48,7 +48,7 @@ def resolve_database_url(url: str | URL | None) -> URL:
             )
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # Not even redact_url(): an unparseable URL may hide its password anywhere.
         raise ConfigurationError(
             "cannot parse the database URL (not shown: it may hold a password); "
@@ -89,6 +89,9 @@ def _engine_arguments(
             "pool_size must be >= 0, max_overflow >= -1 (-1: unbounded), pool_timeout >= 0"
         )
     arguments = dict(engine_kwargs)
+    # SQLAlchemy's error text and echo log list bound values unless hidden:
+    # a failed INSERT would otherwise carry a password hash into a log line.
+    arguments.setdefault("hide_parameters", True)
     user_pool = arguments.get("poolclass")
     if url.get_backend_name() == "sqlite" and _is_memory_sqlite(url) and user_pool is None:
         # One in-memory database lives in one connection: share it (StaticPool)
@@ -257,7 +260,8 @@ def create_pooled_engine(
             (a ``before/after_cursor_execute`` pair: 4-7 µs a query). See
             :class:`SlowQueryListener`.
         **engine_kwargs: Passed to :func:`sqlalchemy.create_engine` (``echo``,
-            ``connect_args``, ``poolclass``...).
+            ``connect_args``, ``poolclass``...). ``hide_parameters`` defaults
+            to True here: driver errors never list bound values.
 
     SQLite: an in-memory URL (``sqlite://``) gets a ``StaticPool`` (one
     connection shared by all threads, ``check_same_thread=False``, never

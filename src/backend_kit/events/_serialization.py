@@ -114,7 +114,9 @@ def decode_event(body: bytes) -> Event:
     _, _, loads = json_backend()
     try:
         envelope = loads(body)
-    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+    # orjson.JSONDecodeError is a ValueError; stdlib json raises RecursionError
+    # for a body nested too deep (orjson refuses it with a JSONDecodeError).
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidEventError("message body is not valid JSON") from exc
     if not isinstance(envelope, dict):
         raise InvalidEventError("message body is not a JSON object")

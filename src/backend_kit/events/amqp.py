@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self, cast
+from urllib.parse import urlsplit
 
 from backend_kit._optional import import_optional
 
@@ -214,6 +215,10 @@ class AmqpEventBus:
     ) -> None:
         if not url.startswith(("amqp://", "amqps://")):
             raise ConfigurationError("the AMQP URL must start with amqp:// or amqps://")
+        try:
+            urlsplit(url).port  # noqa: B018 - a bad host or port raises here, not in connect()
+        except ValueError:
+            raise ConfigurationError("malformed AMQP URL (bad host or port)") from None
         if publish_timeout <= 0 or connect_timeout <= 0 or reconnect_interval <= 0:
             raise ConfigurationError("timeouts and the reconnect interval must be > 0 seconds")
         if confirm_window < 1:

@@ -15,6 +15,7 @@ import_optional("redis", extra="redis")
 import os  # noqa: E402 - the extra check above must run first
 from collections.abc import Mapping  # noqa: E402
 from typing import Final  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
@@ -62,6 +63,11 @@ class RedisRevocationStore(Closeable):
             raise ConfigurationError("RedisRevocationStore needs a url or a client")
         if url is not None and (client is not None or async_client is not None):
             raise ConfigurationError("give RedisRevocationStore a url or clients, not both")
+        if url is not None:
+            try:
+                urlsplit(url).port  # noqa: B018 - a bad port raises here, not at the first check
+            except ValueError:
+                raise ConfigurationError("malformed Redis URL (bad host or port)") from None
         self._url = url
         self._client = client
         self._async_client = async_client

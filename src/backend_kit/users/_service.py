@@ -57,12 +57,21 @@ class UserService:
         Raises:
             DuplicateEmailError: the email is taken (decided by the store's
                 unique constraint, so also under concurrency).
+            UserValidationError: the hasher refused the password (field
+                ``password``: a lone surrogate, or over its UTF-8 byte limit).
             Exception: whatever the bus raises when publishing fails (for
                 example ``PublishError``). The user *is* stored then; the
                 error carries a note saying so, with the user id, so the
                 event can be republished.
         """
-        password_hash = await self.security.ahash_password(new_user.password)
+        try:
+            password_hash = await self.security.ahash_password(new_user.password)
+        except ValueError as exc:
+            # NewUser counts characters; the hasher also refuses a lone
+            # surrogate or more than its max_password_bytes of UTF-8. Its
+            # messages state the rule, never the password.
+            rule = str(exc).removeprefix("password ")
+            raise UserValidationError(f"password: {rule}", field="password") from None
         user = await self.repository.add(
             email=new_user.email, name=new_user.name, password_hash=password_hash
         )

@@ -47,7 +47,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -230,6 +230,12 @@ class SqlUserRepository:
         except IntegrityError as exc:
             if _is_duplicate_email(exc):
                 raise DuplicateEmailError("a user with this email already exists") from None
+            exc.hide_parameters = True  # its text would list the password hash
+            raise
+        except StatementError as exc:
+            # Any engine (not only backend_kit.db's, which hides them) may be
+            # given: never let the bound password hash into the error's text.
+            exc.hide_parameters = True
             raise
         return user
 
@@ -295,9 +301,13 @@ class SqlUserRepository:
                 .where(UserModel.id == canonical)
                 .values(password_hash=password_hash)
             )
-            async with self._engine.begin() as conn:
-                if (await conn.execute(statement)).rowcount == 1:
-                    return
+            try:
+                async with self._engine.begin() as conn:
+                    if (await conn.execute(statement)).rowcount == 1:
+                        return
+            except StatementError as exc:
+                exc.hide_parameters = True  # its text would list the new password hash
+                raise
         raise UserNotFoundError("no user has this id")
 
     async def delete(self, user_id: str) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from backend_kit.errors import ConfigurationError
 from backend_kit.security import MemoryRevocationStore
 from tests.unit.security.conftest import START, FakeClock
 from tests.unit.security.revocation_contract import (
@@ -64,3 +67,13 @@ def test_mark_used_is_atomic_across_threads() -> None:
         thread.join(timeout=10)
     assert winners.count(True) == 1
     assert winners.count(False) == 15
+
+
+@pytest.mark.parametrize("url", ["redis://:pw123@host:abc/0", "redis://:pw123@[::1/0"])
+def test_redis_store_with_a_malformed_url_is_a_configuration_error(url: str) -> None:
+    # Else redis-py's bare ValueError would surface from the first token check.
+    from backend_kit.security.redis import RedisRevocationStore
+
+    with pytest.raises(ConfigurationError) as raised:
+        RedisRevocationStore(url)
+    assert "pw123" not in str(raised.value)
