@@ -21,8 +21,8 @@ from backend_kit.discovery._cache import StaleWhileUnavailableCache
 from backend_kit.discovery._memory import InMemoryServiceRegistry
 from backend_kit.discovery._models import (
     CheckStatus,
-    HealthCheck,
     HttpCheck,
+    ServiceCheck,
     ServiceInstance,
     TtlCheck,
     parse_duration,
@@ -35,11 +35,11 @@ __all__ = [
     "CheckStatus",
     "ChooseStrategy",
     "DiscoveryError",
-    "HealthCheck",
     "HttpCheck",
     "InMemoryServiceRegistry",
     "NoHealthyInstanceError",
     "RegistryUnavailableError",
+    "ServiceCheck",
     "ServiceInstance",
     "ServiceRegistry",
     "StaleWhileUnavailableCache",

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Final, Self
 
-from backend_kit.discovery._models import CheckStatus, HealthCheck, ServiceInstance, TtlCheck
+from backend_kit.discovery._models import CheckStatus, ServiceCheck, ServiceInstance, TtlCheck
 from backend_kit.discovery._protocol import ChooseStrategy
 from backend_kit.errors import (
     ConfigurationError,
@@ -51,7 +51,7 @@ class BaseServiceRegistry(abc.ABC):
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = None,
+        check: ServiceCheck | None = None,
     ) -> None:
         """Register (or, for a known ``service_id``, update) one instance of ``name``."""
 
@@ -117,7 +117,7 @@ class BaseServiceRegistry(abc.ABC):
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = DEFAULT_REGISTERED_CHECK,
+        check: ServiceCheck | None = DEFAULT_REGISTERED_CHECK,
         heartbeat_interval: float | None = None,
     ) -> AsyncIterator[None]:
         """Register on entry, keep a TTL check passing, deregister on exit.

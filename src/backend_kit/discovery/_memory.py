@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from backend_kit.discovery._base import BaseServiceRegistry
 from backend_kit.discovery._models import (
     CheckStatus,
-    HealthCheck,
+    ServiceCheck,
     ServiceInstance,
     TtlCheck,
 )
@@ -29,7 +29,7 @@ class _Entry:
     port: int
     tags: tuple[str, ...]
     meta: dict[str, str]
-    check: HealthCheck | None
+    check: ServiceCheck | None
     status: CheckStatus
     ttl_deadline: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -70,7 +70,7 @@ class InMemoryServiceRegistry(BaseServiceRegistry):
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = None,
+        check: ServiceCheck | None = None,
     ) -> None:
         """Register ``service_id``; registering a known id replaces it (and its check)."""
         normal_tags, normal_meta = validate_registration(name, service_id, port, tags, meta)

@@ -12,8 +12,8 @@ from backend_kit.errors import ConfigurationError
 
 __all__ = [
     "CheckStatus",
-    "HealthCheck",
     "HttpCheck",
+    "ServiceCheck",
     "ServiceInstance",
     "TtlCheck",
     "format_duration",
@@ -144,5 +144,5 @@ class TtlCheck:
         return parse_duration(self.ttl)
 
 
-HealthCheck: TypeAlias = HttpCheck | TtlCheck
+ServiceCheck: TypeAlias = HttpCheck | TtlCheck
 """A health check definition accepted by ``register_service``."""

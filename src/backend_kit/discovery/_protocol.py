@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol, runtime_checkable
 
-from backend_kit.discovery._models import CheckStatus, HealthCheck, ServiceInstance
+from backend_kit.discovery._models import CheckStatus, ServiceCheck, ServiceInstance
 
 __all__ = ["ChooseStrategy", "ServiceRegistry"]
 
@@ -33,7 +33,7 @@ class ServiceRegistry(Protocol):
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = None,
+        check: ServiceCheck | None = None,
     ) -> None:
         """Register (or, for a known ``service_id``, update) one instance of ``name``."""
         ...
@@ -75,7 +75,7 @@ class ServiceRegistry(Protocol):
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = ...,
+        check: ServiceCheck | None = ...,
         heartbeat_interval: float | None = None,
     ) -> AbstractAsyncContextManager[None]:
         """Register for the duration of a ``async with`` block, heartbeating a TTL check."""

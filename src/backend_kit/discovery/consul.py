@@ -65,8 +65,8 @@ from backend_kit.discovery._base import (  # noqa: E402
 from backend_kit.discovery._cache import StaleWhileUnavailableCache  # noqa: E402
 from backend_kit.discovery._models import (  # noqa: E402
     CheckStatus,
-    HealthCheck,
     HttpCheck,
+    ServiceCheck,
     ServiceInstance,
     TtlCheck,
     format_duration,
@@ -215,7 +215,7 @@ class ConsulServiceRegistry(BaseServiceRegistry):
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = None,
+        check: ServiceCheck | None = None,
     ) -> None:
         """``PUT /v1/agent/service/register``: add ``service_id`` or replace it and its checks.
 
@@ -532,7 +532,7 @@ class SyncConsulServiceRegistry:
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = None,
+        check: ServiceCheck | None = None,
     ) -> None:
         """Blocking :meth:`ConsulServiceRegistry.register_service`."""
         normal_tags, normal_meta = validate_registration(name, service_id, port, tags, meta)
@@ -625,7 +625,7 @@ class SyncConsulServiceRegistry:
         address: str | None = None,
         tags: Sequence[str] = (),
         meta: Mapping[str, str] | None = None,
-        check: HealthCheck | None = DEFAULT_REGISTERED_CHECK,
+        check: ServiceCheck | None = DEFAULT_REGISTERED_CHECK,
         heartbeat_interval: float | None = None,
     ) -> Iterator[None]:
         """Blocking :meth:`ConsulServiceRegistry.registered`; the heartbeat runs in a thread."""
@@ -827,7 +827,7 @@ def _parse_address(address: str) -> tuple[str, str, int]:
     return parts.scheme, host, port if port is not None else default_port
 
 
-def _check_body(name: str, service_id: str, check: HealthCheck | None) -> dict[str, Any] | None:
+def _check_body(name: str, service_id: str, check: ServiceCheck | None) -> dict[str, Any] | None:
     """The check definition as Consul's register body takes it (``Checks`` entries)."""
     if check is None:
         return None
