@@ -22,6 +22,7 @@ from backend_kit.events import (
     EventHooks,
     InvalidEventError,
     NotConnectedError,
+    PoisonEventError,
     UnroutableEventError,
 )
 
@@ -194,6 +195,34 @@ async def test_zero_retries_dead_letters_after_one_attempt(harness: Harness) -> 
     await eventually(lambda: subscription.dead_lettered == 1, what="the dead letter")
     assert failing.calls[event.id] == 1
     assert subscription.retried == 0
+
+
+async def test_a_handler_raising_poison_event_error_is_dead_lettered_without_retries(
+    harness: Harness,
+) -> None:
+    handled: list[str] = []
+
+    async def handler(event: Event) -> None:
+        if event.data.get("email") is None:
+            raise PoisonEventError("no email: this event can never be sent")
+        handled.append(event.id)
+
+    subscription = await harness.bus.subscribe(
+        "mail.send", handler, group="mailer", max_retries=5, retry_delay=0.05
+    )
+    poison = await harness.bus.publish_event("mail.send", {"email": None})
+    good = await harness.bus.publish_event("mail.send", {"email": "ada@example.com"})
+    await eventually(lambda: subscription.dead_lettered == 1, what="the poison dead letter")
+    await eventually(lambda: handled == [good.id], what="the good event after the poison")
+    assert subscription.retried == 0  # never retried, although max_retries=5
+    letters = await harness.bus.dead_letters("mail.send", group="mailer")
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.event is not None
+    assert letter.event.id == poison.id
+    assert letter.reason == "poison"
+    assert letter.attempts == 1
+    assert letter.error == "PoisonEventError: no email: this event can never be sent"
 
 
 async def test_poison_message_goes_straight_to_dead_letters_and_consumer_goes_on(

@@ -11,8 +11,8 @@ Three behaviours a real consumer needs, each visible here:
   Anything else that fails (a timeout: the mail may have gone) is left to the
   bus, which redelivers later.
 - **Dead-letter a poison event**: an event whose data can never be handled
-  (no usable email) raises :class:`PoisonEventError`; the bus retries it
-  ``max_retries`` times, then moves it to the group's dead-letter queue with
+  (no usable email) raises ``backend_kit.events.PoisonEventError``; the bus
+  does not retry it: it goes straight to the group's dead-letter queue with
   the error in its headers, and the worker carries on with the next event.
 """
 
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
-from backend_kit.events import Event
+from backend_kit.events import Event, PoisonEventError
 from backend_kit.resilience import RetryPreset, retry
 
 __all__ = [
@@ -42,10 +42,6 @@ logger = logging.getLogger("examples.worker")
 USER_CREATED = "user.created"
 #: Its consumer group: one durable queue, shared by every worker process.
 WELCOME_EMAIL_GROUP = "welcome-email"
-
-
-class PoisonEventError(ValueError):
-    """The event can never be handled, however often it is retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +112,7 @@ class WelcomeEmailWorker:
 
         Raises:
             PoisonEventError: the event carries no usable email or name; the
-                bus dead-letters it after its retries.
+                bus dead-letters it at once, without retries.
             ConnectionRefusedError: the relay still refused after the retries;
                 the bus redelivers the event later.
         """

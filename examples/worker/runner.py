@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
+
 from backend_kit.events import EventBus, InMemoryEventBus, Subscription
 from examples.common import Settings
 from examples.common.components import create_event_bus
@@ -93,6 +95,18 @@ async def _run(settings: Settings) -> None:
         await stop.wait()
 
 
+def _log_retry(details: RetryDetails) -> None:
+    """Say what is retried and why: stamina's own hook puts that in log extras only."""
+    logger.warning(
+        "retrying %s (retry %d) in %.2f s after %s",
+        details.name,
+        details.retry_num,
+        details.wait_for,
+        type(details.caused_by).__name__,
+    )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    set_on_retry_hooks([_log_retry])
     asyncio.run(_run(Settings.from_env()))

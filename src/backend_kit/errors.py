@@ -26,6 +26,7 @@ The tree::
     ├── EventBusError
     │   ├── NotConnectedError                        used before connect() / after close()
     │   ├── InvalidEventError (also ValueError)      a body is not a valid event envelope
+    │   ├── PoisonEventError (also ValueError)       a handler says: never retry, dead-letter now
     │   └── PublishError                             the broker did not take the event
     │       ├── PublishTimeoutError (also TimeoutError)
     │       ├── PublishNackedError
@@ -60,6 +61,7 @@ __all__ = [
     "MissingDependencyError",
     "NoHealthyInstanceError",
     "NotConnectedError",
+    "PoisonEventError",
     "PoolExhaustedError",
     "PublishError",
     "PublishNackedError",
@@ -195,6 +197,15 @@ class InvalidEventError(EventBusError, ValueError):
     """A message body is not a valid event envelope, or event data is not JSON-serializable.
 
     Consumers never raise it to the caller: such a message goes to the dead letters.
+    """
+
+
+class PoisonEventError(EventBusError, ValueError):
+    """Raised by a handler: this event can never be handled, however often it is retried.
+
+    The bus does not retry it: the message goes to the dead letters at once,
+    with reason ``"poison"`` and this error in its headers, and the consumer
+    goes on with the next message.
     """
 
 

@@ -98,6 +98,7 @@ PINNED: dict[str, list[str]] = {
         "InMemoryEventBus",
         "InvalidEventError",
         "NotConnectedError",
+        "PoisonEventError",
         "PublishError",
         "PublishNackedError",
         "PublishTimeoutError",

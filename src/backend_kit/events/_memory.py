@@ -22,6 +22,7 @@ from backend_kit.errors import (
     ConfigurationError,
     InvalidEventError,
     NotConnectedError,
+    PoisonEventError,
     PublishError,
     UnroutableEventError,
 )
@@ -31,6 +32,7 @@ from backend_kit.events._serialization import decode_event, encode_event
 from backend_kit.events._subscription import (
     REASON_HANDLER_FAILED,
     REASON_INVALID_ENVELOPE,
+    REASON_POISON,
     DeadLetter,
     EventHandler,
     RetryPolicy,
@@ -282,6 +284,16 @@ class InMemoryEventBus:
         exc: Exception,
     ) -> None:
         failed = replace(message, attempts=message.attempts + 1)
+        if isinstance(exc, PoisonEventError):
+            logger.error(
+                "handler for %s on %s refused event %s as poison; dead-lettering it without retries: %s",
+                event.type,
+                queue.name,
+                event.id,
+                describe_error(exc),
+            )
+            self._dead_letter(queue, subscription, failed, event, REASON_POISON, exc)
+            return
         if failed.attempts > subscription.retry.max_retries:
             logger.error(
                 "handler for %s on %s failed %d time(s); dead-lettering event %s: %s",

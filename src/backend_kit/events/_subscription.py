@@ -22,6 +22,7 @@ __all__ = [
     "REASON_HANDLER_FAILED",
     "REASON_HEADER",
     "REASON_INVALID_ENVELOPE",
+    "REASON_POISON",
     "REASON_REJECTED",
     "ROUTING_KEY_HEADER",
     "DeadLetter",
@@ -48,6 +49,7 @@ ROUTING_KEY_HEADER = "x-bk-routing-key"  # its original routing key (the event t
 
 REASON_HANDLER_FAILED = "handler-failed"  # the handler raised on every attempt
 REASON_INVALID_ENVELOPE = "invalid-envelope"  # the body is not an event envelope
+REASON_POISON = "poison"  # the handler raised PoisonEventError: never retried
 REASON_REJECTED = "rejected"  # the broker dead-lettered it (we could not republish)
 
 DEAD_LETTER_SUFFIX = ".dead"

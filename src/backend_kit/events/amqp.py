@@ -68,6 +68,7 @@ from backend_kit.errors import (  # noqa: E402
     ConfigurationError,
     InvalidEventError,
     NotConnectedError,
+    PoisonEventError,
     PublishError,
     PublishNackedError,
     PublishTimeoutError,
@@ -84,6 +85,7 @@ from backend_kit.events._subscription import (  # noqa: E402
     REASON_HANDLER_FAILED,
     REASON_HEADER,
     REASON_INVALID_ENVELOPE,
+    REASON_POISON,
     REASON_REJECTED,
     ROUTING_KEY_HEADER,
     DeadLetter,
@@ -822,6 +824,16 @@ class AmqpEventBus:
         subscription = consumer.subscription
         attempts = _header_int(message.header.properties.headers or {}, ATTEMPTS_HEADER) + 1
         retry = subscription.retry
+        if isinstance(exc, PoisonEventError):
+            logger.error(
+                "handler for %s on %s refused event %s as poison; dead-lettering it without retries: %s",
+                event.type,
+                subscription.queue,
+                event.id,
+                describe_error(exc),
+            )
+            await self._dead_letter(consumer, message, REASON_POISON, exc, attempts)
+            return
         if attempts > retry.max_retries:
             logger.error(
                 "handler for %s on %s failed %d time(s); dead-lettering event %s: %s",
