@@ -564,3 +564,22 @@ async def test_async_driver_errors_hide_bound_parameters_by_default() -> None:
         assert "s3cr3t-value" not in str(raised.value)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///{tmp}/recreate.db"])
+def test_pool_stats_survive_a_pool_recreate(url: str, tmp_path: Path) -> None:
+    """After an invalidation SQLAlchemy recreates the pool: same class, same stats."""
+    engine = create_pooled_engine(url.format(tmp=tmp_path))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        pool = engine.pool
+        before = pool_status(engine).checkouts
+        recreated = pool.recreate()
+        assert type(recreated) is type(pool)
+        engine.pool = recreated
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert pool_status(engine).checkouts == before + 1
+    finally:
+        engine.dispose()

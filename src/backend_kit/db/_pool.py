@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from backend_kit._optional import import_optional
 
@@ -114,61 +114,44 @@ def _timed_connect(
     return connection
 
 
-class ObservedQueuePool(QueuePool):
+class _ObservedPool(Pool):
+    """Mixin for a SQLAlchemy pool: measures checkout waits and raises PoolExhaustedError.
+
+    Put it first among the bases (``class X(_ObservedPool, QueuePool)``) so its
+    ``connect`` wraps the concrete pool's. ``recreate`` (after an invalidation)
+    builds the same class again; the stats carry over to the new pool.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend_kit_stats = PoolStats()
+
+    def connect(self) -> PoolProxiedConnection:
+        return _timed_connect(self, self.backend_kit_stats, super().connect)
+
+    def recreate(self) -> Self:
+        pool = cast("Self", super().recreate())
+        pool.backend_kit_stats = self.backend_kit_stats
+        return pool
+
+
+class ObservedQueuePool(_ObservedPool, QueuePool):
     """:class:`~sqlalchemy.pool.QueuePool` that measures waits and raises PoolExhaustedError."""
 
     # Keep SQLAlchemy's pool log names (echo_pool, "sqlalchemy.pool" logging config).
     _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.backend_kit_stats = PoolStats()
 
-    def connect(self) -> PoolProxiedConnection:
-        return _timed_connect(self, self.backend_kit_stats, super().connect)
-
-    def recreate(self) -> QueuePool:
-        pool = cast("ObservedQueuePool", super().recreate())
-        pool.backend_kit_stats = self.backend_kit_stats
-        return pool
-
-
-class ObservedAsyncAdaptedQueuePool(AsyncAdaptedQueuePool):
+class ObservedAsyncAdaptedQueuePool(_ObservedPool, AsyncAdaptedQueuePool):
     """:class:`~sqlalchemy.pool.AsyncAdaptedQueuePool` with waits and PoolExhaustedError."""
 
-    # Keep SQLAlchemy's pool log names (echo_pool, "sqlalchemy.pool" logging config).
     _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.backend_kit_stats = PoolStats()
 
-    def connect(self) -> PoolProxiedConnection:
-        return _timed_connect(self, self.backend_kit_stats, super().connect)
-
-    def recreate(self) -> QueuePool:
-        pool = cast("ObservedAsyncAdaptedQueuePool", super().recreate())
-        pool.backend_kit_stats = self.backend_kit_stats
-        return pool
-
-
-class ObservedStaticPool(StaticPool):
+class ObservedStaticPool(_ObservedPool, StaticPool):
     """:class:`~sqlalchemy.pool.StaticPool` (one shared connection) with wait figures."""
 
-    # Keep SQLAlchemy's pool log names (echo_pool, "sqlalchemy.pool" logging config).
     _sqla_logger_namespace = "sqlalchemy.pool.impl.StaticPool"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.backend_kit_stats = PoolStats()
-
-    def connect(self) -> PoolProxiedConnection:
-        return _timed_connect(self, self.backend_kit_stats, super().connect)
-
-    def recreate(self) -> StaticPool:
-        pool = cast("ObservedStaticPool", super().recreate())
-        pool.backend_kit_stats = self.backend_kit_stats
-        return pool
 
 
 def stats_of(pool: Pool) -> PoolStats | None:
