@@ -11,19 +11,16 @@ a restart; a warning says so).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from urllib.parse import urlsplit, urlunsplit
 
+from backend_kit import redact_url
 from backend_kit.errors import ConfigurationError
 
 __all__ = ["Settings", "redact_url"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-# Query options that carry a credential (libpq and redis-py read password= there).
-_SECRET_OPTION = re.compile(r"pass|pwd|secret|token|auth|credential|api_?key", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,25 +148,3 @@ class Settings:
             worker_max_retries=int(number("WORKER_MAX_RETRIES", defaults.worker_max_retries)),
             worker_retry_delay=number("WORKER_RETRY_DELAY", defaults.worker_retry_delay),
         )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (and any ``password=``-like query option) as ``***``, for logs."""
-    try:
-        parts = urlsplit(url)
-        query = "&".join(
-            f"{item.partition('=')[0]}=***"
-            if _SECRET_OPTION.search(item.partition("=")[0])
-            else item
-            for item in parts.query.split("&")
-        )
-        if parts.password is None:
-            return urlunsplit(parts._replace(query=query)) if query != parts.query else url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:  # a malformed URL may still hold a secret: show none of it
-        return "<unparseable URL>"
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}", query=query))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from backend_kit._redact import redact_url
 from backend_kit.errors import BackendKitError, ConfigurationError, MissingDependencyError
 
 try:
@@ -25,4 +26,5 @@ __all__ = [
     "ConfigurationError",
     "MissingDependencyError",
     "__version__",
+    "redact_url",
 ]

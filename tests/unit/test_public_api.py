@@ -18,6 +18,7 @@ PINNED: dict[str, list[str]] = {
         "ConfigurationError",
         "MissingDependencyError",
         "__version__",
+        "redact_url",
     ],
     "backend_kit.discovery": [
         "BaseServiceRegistry",
