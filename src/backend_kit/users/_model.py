@@ -24,6 +24,7 @@ __all__ = [
     "UserCredentials",
     "UserPage",
     "as_text",
+    "as_utc",
     "check_page_size",
     "normalize_email",
     "utc_now",
@@ -52,6 +53,18 @@ _DOMAIN_EXTRA_CHARS = frozenset("-")
 def utc_now() -> datetime:
     """The default clock of every repository: the current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp read back from a store, as timezone-aware UTC.
+
+    Stores hand timestamps back naive (SQLite; BSON dates unless the Mongo client
+    was made with ``tz_aware=True``; both were written as UTC) or in the session
+    time zone (PostgreSQL).
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def as_text(value: object) -> str | None:

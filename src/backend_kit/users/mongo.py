@@ -48,6 +48,7 @@ from backend_kit.users._model import (
     UserCredentials,
     UserPage,
     as_text,
+    as_utc,
     check_page_size,
     normalize_email,
     utc_now,
@@ -102,14 +103,6 @@ class MongoDatabase(Protocol):
     def __getitem__(self, name: str, /) -> MongoCollection: ...
 
 
-def _as_utc(value: datetime) -> datetime:
-    # BSON dates are UTC milliseconds; the driver returns them naive unless
-    # the client was made with tz_aware=True.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _to_milliseconds(value: datetime) -> datetime:
     # What MongoDB stores: returning the same precision keeps the User this
     # repository hands back equal to the one it later reads.
@@ -121,7 +114,7 @@ def _to_user(document: Document) -> User:
         id=str(document["_id"]),
         email=document["email"],
         name=document["name"],
-        created_at=_as_utc(document["created_at"]),
+        created_at=as_utc(document["created_at"]),
     )
 
 

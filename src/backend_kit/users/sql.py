@@ -59,6 +59,7 @@ from backend_kit.users._model import (
     UserCredentials,
     UserPage,
     as_text,
+    as_utc,
     check_page_size,
     normalize_email,
     utc_now,
@@ -114,16 +115,8 @@ class UserModel(UsersBase):
 _USER_COLUMNS = (UserModel.id, UserModel.email, UserModel.name, UserModel.created_at)
 
 
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back naive (they were stored as UTC);
-    # PostgreSQL hands them back in the session time zone.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _to_user(row: Any) -> User:
-    return User(id=row.id, email=row.email, name=row.name, created_at=_as_utc(row.created_at))
+    return User(id=row.id, email=row.email, name=row.name, created_at=as_utc(row.created_at))
 
 
 def _canonical_id(user_id: object) -> str | None:
